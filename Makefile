@@ -1,0 +1,86 @@
+# eddy: exactly-once stream processors for Kafka.
+#   make            build build/eddy
+#   make test       install what is missing, build with ASan+UBSan, run unit and integration tests
+#   make demo       install what is missing, build, run the like-counter on embedded defaults
+#   make bench      benchmarks (bench/)
+#   make SANITIZER=address|undefined|address,undefined   sanitizer build
+
+CC       ?= cc
+SANITIZER ?=
+OPT      ?= -O2
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -g $(OPT) -MMD -MP \
+              -I. -Iruntime -Istate -Iconnectors -Iprocessors -Ischemas
+LIBS     = -lrdkafka -lrocksdb -lhiredis -ljansson -lcurl -lm -lpthread
+
+ifeq ($(SANITIZER),)
+BUILD    = build
+SANFLAGS =
+else
+BUILD    = build/san-$(subst $(comma),-,$(SANITIZER))
+SANFLAGS = -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
+OPT      = -O1
+endif
+comma := ,
+
+CFLAGS  = $(CFLAGS_BASE) $(SANFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS = $(SANFLAGS)
+
+SRC      = $(wildcard runtime/*.c state/*.c connectors/*.c processors/*.c schemas/*.c)
+OBJ      = $(SRC:%.c=$(BUILD)/%.o)
+LIBOBJ   = $(filter-out $(BUILD)/runtime/main.o,$(OBJ))
+UNIT_SRC = $(wildcard tests/unit/*.c)
+UNIT_BIN = $(UNIT_SRC:%.c=$(BUILD)/%)
+
+# Debian packages the build, the tests and the demo need.
+DEB_PKGS = build-essential pkg-config librdkafka-dev librocksdb-dev libjansson-dev libhiredis-dev \
+           libcurl4-openssl-dev libcmocka-dev redis-server kcat python3 python3-confluent-kafka \
+           python3-redis
+
+.PHONY: all deps test unit integration demo bench clean fmt fmt-check
+all: $(BUILD)/eddy
+
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+	    grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:" $$missing; \
+	    if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	    $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	fi
+
+$(BUILD)/eddy: $(OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBOBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIBOBJ) $(LDFLAGS) $(LIBS) -lcmocka
+
+# The test suite: everything under ASan+UBSan.
+TEST_SAN = address,undefined
+test: deps
+	$(MAKE) --no-print-directory SANITIZER=$(TEST_SAN) build/san-address-undefined/eddy unit-bins
+	/usr/bin/python3 tests/run.py --build build/san-address-undefined
+
+unit-bins: $(UNIT_BIN)
+
+demo: deps all
+	./scripts/demo.sh
+
+bench: deps all
+	/usr/bin/python3 bench/run.py
+
+fmt:
+	clang-format -i $(SRC) $(wildcard runtime/*.h state/*.h connectors/*.h processors/*.h schemas/*.h) $(UNIT_SRC)
+
+fmt-check:
+	clang-format --dry-run --Werror $(SRC) $(wildcard runtime/*.h state/*.h connectors/*.h processors/*.h schemas/*.h) $(UNIT_SRC)
+
+clean:
+	rm -rf build
+
+-include $(OBJ:.o=.d) $(UNIT_BIN:=.d)

@@ -1,0 +1,418 @@
+/* config.c: job configuration: a JSON file and -X overrides, checked against property tables.
+ *
+ * The file is one JSON object. Nested objects are flattened into dotted keys, so
+ * {"redis": {"url": ...}} and {"redis.url": ...} mean the same. Keys under "kafka." go to
+ * librdkafka unchanged. Every other key must be a row of the runtime's table or of the
+ * processor's; anything else is an error, never a silent default. */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RT(field) offsetof(eddy_rtconf_t, field)
+
+const eddy_prop_t eddy_rt_props[] = {
+    {"job.name", EDDY_PROP_STR, NULL, 0, 0, RT(job_name),
+     "Name of the job: prefix of its fences, default consumer group, state dir and DLQ "
+     "(default: the processor's name)"},
+    {"input.topics", EDDY_PROP_LIST, NULL, 0, 0, RT(input_topics),
+     "Topics to read (default: the processor's own)"},
+    {"state.dir", EDDY_PROP_STR, NULL, 0, 0, RT(state_dir),
+     "RocksDB directory of this job instance (default: ./eddy-state/<job.name>)"},
+    {"state.cache.mb", EDDY_PROP_INT, "256", 1, 1 << 20, RT(state_cache_mb),
+     "Budget of the in-memory cache of state entries, MiB"},
+    {"state.block.cache.mb", EDDY_PROP_INT, "64", 1, 1 << 20, RT(state_block_cache_mb),
+     "RocksDB block cache, MiB"},
+    {"state.write.buffer.mb", EDDY_PROP_INT, "64", 1, 1 << 16, RT(state_write_buffer_mb),
+     "RocksDB memtable size, MiB"},
+    {"state.sync", EDDY_PROP_BOOL, "true", 0, 1, RT(state_sync),
+     "fsync the RocksDB WAL at every commit (survives a machine crash, not only a process "
+     "crash)"},
+    {"state.missing", EDDY_PROP_STR, "earliest", 0, 0, RT(state_missing),
+     "Where to start a partition this state.dir has no offset for: earliest (rebuild state "
+     "from the log), latest, or fail"},
+    {"batch.max.events", EDDY_PROP_INT, "20000", 1, 10000000, RT(batch_max_events),
+     "Events per batch (one commit per batch)"},
+    {"batch.max.ms", EDDY_PROP_INT, "100", 1, 3600000, RT(batch_max_ms),
+     "Longest a batch stays open, ms (bounds the event-to-output latency)"},
+    {"redis.url", EDDY_PROP_STR, "redis://127.0.0.1:6379/0", 0, 0, RT(redis_url),
+     "Redis to write to: redis://[:password@]host[:port][/db]", EDDY_PROP_SECRET},
+    {"redis.timeout.ms", EDDY_PROP_INT, "5000", 10, 600000, RT(redis_timeout_ms),
+     "Connect and command timeout, ms; on failure the job backs off and retries"},
+    {"redis.chunk.keys", EDDY_PROP_INT, "1000", 1, 1000000, RT(redis_chunk_keys),
+     "Keys per fenced Lua call (bounds how long one call blocks Redis)"},
+    {"redis.fence.prefix", EDDY_PROP_STR, "eddy:fence:", 0, 0, RT(redis_fence_prefix),
+     "Prefix of fence keys: <prefix><job>:<topics>:<partition>"},
+    {"dlq.topic", EDDY_PROP_STR, NULL, 0, 0, RT(dlq_topic),
+     "Dead-letter topic for records that do not decode or validate (default: "
+     "<job.name>.dlq)"},
+    {"kafka.timeout.ms", EDDY_PROP_INT, "30000", 100, 3600000, RT(kafka_timeout_ms),
+     "How long to wait for the brokers at start (metadata) and for DLQ deliveries before "
+     "failing"},
+    {"reconcile.interval.ms", EDDY_PROP_INT, "0", 0, INT64_MAX, RT(reconcile_interval_ms),
+     "Run reconciliation inside the job this often, by the wall clock (0: never)"},
+    {"log.level", EDDY_PROP_STR, "info", 0, 0, RT(log_level),
+     "debug, info, notice, warning or err"},
+    {NULL},
+};
+
+static const char *type_name(eddy_prop_type_t t)
+{
+        switch (t) {
+        case EDDY_PROP_STR:
+                return "string";
+        case EDDY_PROP_INT:
+                return "integer";
+        case EDDY_PROP_BOOL:
+                return "boolean";
+        case EDDY_PROP_LIST:
+                return "list of strings";
+        }
+        return "?";
+}
+
+static void list_free(eddy_strlist_t *l)
+{
+        for (size_t i = 0; i < l->n; i++)
+                free(l->v[i]);
+        free(l->v);
+        l->v = NULL;
+        l->n = 0;
+}
+
+static void list_add(eddy_strlist_t *l, const char *s, size_t len)
+{
+        l->v = realloc(l->v, (l->n + 1) * sizeof(*l->v));
+        l->v[l->n] = strndup(s, len);
+        l->n++;
+}
+
+static void list_split(eddy_strlist_t *l, const char *s)
+{
+        while (*s) {
+                size_t n = strcspn(s, ",");
+                if (n)
+                        list_add(l, s, n);
+                s += n;
+                if (*s == ',')
+                        s++;
+        }
+}
+
+/* Sets one property from text (-X and defaults). */
+static int set_text(const eddy_prop_t *p, void *conf, const char *v, const char *src, char *errstr,
+                    size_t errstr_size)
+{
+        char *base = conf;
+        switch (p->type) {
+        case EDDY_PROP_STR: {
+                char **f = (char **)(base + p->offset);
+                free(*f);
+                *f = strdup(v);
+                return 0;
+        }
+        case EDDY_PROP_INT: {
+                char *end;
+                errno = 0;
+                long long n = strtoll(v, &end, 10);
+                if (errno || end == v || *end || n < p->min || n > p->max) {
+                        snprintf(errstr, errstr_size,
+                                 "%s: %s: expected an integer from %" PRId64 " to %" PRId64
+                                 ", got \"%s\"",
+                                 src, p->name, p->min, p->max, v);
+                        return -1;
+                }
+                *(int64_t *)(base + p->offset) = n;
+                return 0;
+        }
+        case EDDY_PROP_BOOL: {
+                int b;
+                if (!strcmp(v, "true") || !strcmp(v, "1"))
+                        b = 1;
+                else if (!strcmp(v, "false") || !strcmp(v, "0"))
+                        b = 0;
+                else {
+                        snprintf(errstr, errstr_size,
+                                 "%s: %s: expected true or false, got \"%s\"", src, p->name, v);
+                        return -1;
+                }
+                *(int *)(base + p->offset) = b;
+                return 0;
+        }
+        case EDDY_PROP_LIST: {
+                eddy_strlist_t *l = (eddy_strlist_t *)(base + p->offset);
+                list_free(l);
+                list_split(l, v);
+                return 0;
+        }
+        }
+        return -1;
+}
+
+/* Sets one property from a JSON value of the file. */
+static int set_json(const eddy_prop_t *p, void *conf, json_t *v, const char *src, char *errstr,
+                    size_t errstr_size)
+{
+        char *base = conf;
+        switch (p->type) {
+        case EDDY_PROP_STR:
+                if (!json_is_string(v))
+                        goto bad;
+                return set_text(p, conf, json_string_value(v), src, errstr, errstr_size);
+        case EDDY_PROP_INT: {
+                if (!json_is_integer(v))
+                        goto bad;
+                json_int_t n = json_integer_value(v);
+                if (n < p->min || n > p->max) {
+                        snprintf(errstr, errstr_size,
+                                 "%s: %s: expected an integer from %" PRId64 " to %" PRId64
+                                 ", got %" JSON_INTEGER_FORMAT,
+                                 src, p->name, p->min, p->max, n);
+                        return -1;
+                }
+                *(int64_t *)(base + p->offset) = n;
+                return 0;
+        }
+        case EDDY_PROP_BOOL:
+                if (!json_is_boolean(v))
+                        goto bad;
+                *(int *)(base + p->offset) = json_is_true(v);
+                return 0;
+        case EDDY_PROP_LIST: {
+                eddy_strlist_t *l = (eddy_strlist_t *)(base + p->offset);
+                if (json_is_string(v))
+                        return set_text(p, conf, json_string_value(v), src, errstr, errstr_size);
+                if (!json_is_array(v))
+                        goto bad;
+                list_free(l);
+                size_t i;
+                json_t *e;
+                json_array_foreach(v, i, e)
+                {
+                        if (!json_is_string(e))
+                                goto bad;
+                        list_add(l, json_string_value(e), json_string_length(e));
+                }
+                return 0;
+        }
+        }
+bad:
+        snprintf(errstr, errstr_size, "%s: %s: expected a %s", src, p->name, type_name(p->type));
+        return -1;
+}
+
+static const eddy_prop_t *find(const eddy_prop_t *props, const char *name)
+{
+        for (const eddy_prop_t *p = props; p && p->name; p++)
+                if (!strcmp(p->name, name))
+                        return p;
+        return NULL;
+}
+
+static void defaults(const eddy_prop_t *props, void *conf)
+{
+        char err[16];
+        for (const eddy_prop_t *p = props; p && p->name; p++)
+                if (p->defval)
+                        set_text(p, conf, p->defval, "default", err, sizeof(err));
+}
+
+/* Routes one flattened key to kafka, the runtime table or the processor table. */
+static int route(const char *key, json_t *jv, const char *tv, const char *src, eddy_rtconf_t *rt,
+                 const eddy_prop_t *pprops, void *pconf, char *errstr, size_t errstr_size)
+{
+        if (!strncmp(key, "kafka.", 6) && !find(eddy_rt_props, key)) {
+                char buf[4096];
+                const char *v = tv;
+                if (jv) {
+                        if (json_is_string(jv))
+                                v = json_string_value(jv);
+                        else if (json_is_integer(jv)) {
+                                snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT,
+                                         json_integer_value(jv));
+                                v = buf;
+                        } else if (json_is_boolean(jv))
+                                v = json_is_true(jv) ? "true" : "false";
+                        else {
+                                snprintf(errstr, errstr_size,
+                                         "%s: %s: expected a string, number or boolean "
+                                         "(librdkafka property)",
+                                         src, key);
+                                return -1;
+                        }
+                }
+                char kv[8192];
+                if (snprintf(kv, sizeof(kv), "%s=%s", key + 6, v) >= (int)sizeof(kv)) {
+                        snprintf(errstr, errstr_size, "%s: %s: value too long", src, key);
+                        return -1;
+                }
+                list_add(&rt->kafka, kv, strlen(kv));
+                return 0;
+        }
+        const eddy_prop_t *p = find(eddy_rt_props, key);
+        void *conf = rt;
+        if (!p) {
+                p = find(pprops, key);
+                conf = pconf;
+        }
+        if (!p) {
+                snprintf(errstr, errstr_size,
+                         "%s: unknown key \"%s\" (see `eddy <processor> --list-config`)", src,
+                         key);
+                return -1;
+        }
+        return jv ? set_json(p, conf, jv, src, errstr, errstr_size)
+                  : set_text(p, conf, tv, src, errstr, errstr_size);
+}
+
+static int flatten(json_t *obj, const char *prefix, const char *src, eddy_rtconf_t *rt,
+                   const eddy_prop_t *pprops, void *pconf, char *errstr, size_t errstr_size)
+{
+        const char *k;
+        json_t *v;
+        json_object_foreach(obj, k, v)
+        {
+                char key[512];
+                if (snprintf(key, sizeof(key), "%s%s%s", prefix, *prefix ? "." : "", k) >=
+                    (int)sizeof(key)) {
+                        snprintf(errstr, errstr_size, "%s: key too long: %s", src, k);
+                        return -1;
+                }
+                int r;
+                if (json_is_object(v) && !find(pprops, key))
+                        r = flatten(v, key, src, rt, pprops, pconf, errstr, errstr_size);
+                else
+                        r = route(key, v, NULL, src, rt, pprops, pconf, errstr, errstr_size);
+                if (r)
+                        return r;
+        }
+        return 0;
+}
+
+int eddy_conf_load(const char *path, char **overrides, int noverrides, const char *proc_name,
+                   const char *default_input, eddy_rtconf_t *rt, const eddy_prop_t *pprops,
+                   void *pconf, char *errstr, size_t errstr_size)
+{
+        defaults(eddy_rt_props, rt);
+        defaults(pprops, pconf);
+        if (path) {
+                json_error_t jerr;
+                json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+                if (!root) {
+                        snprintf(errstr, errstr_size, "%s:%d:%d: %s", path, jerr.line,
+                                 jerr.column, jerr.text);
+                        return -1;
+                }
+                if (!json_is_object(root)) {
+                        snprintf(errstr, errstr_size, "%s: expected a JSON object", path);
+                        json_decref(root);
+                        return -1;
+                }
+                /* "processor" may name the processor the file is for */
+                json_t *pn = json_object_get(root, "processor");
+                if (pn) {
+                        if (!json_is_string(pn) || strcmp(json_string_value(pn), proc_name)) {
+                                snprintf(errstr, errstr_size,
+                                         "%s: processor: the file is for \"%s\", not \"%s\"",
+                                         path, json_is_string(pn) ? json_string_value(pn) : "?",
+                                         proc_name);
+                                json_decref(root);
+                                return -1;
+                        }
+                        json_object_del(root, "processor");
+                }
+                int r = flatten(root, "", path, rt, pprops, pconf, errstr, errstr_size);
+                json_decref(root);
+                if (r)
+                        return r;
+        }
+        for (int i = 0; i < noverrides; i++) {
+                const char *eq = strchr(overrides[i], '=');
+                if (!eq || eq == overrides[i]) {
+                        snprintf(errstr, errstr_size, "-X %s: expected key=value",
+                                 overrides[i]);
+                        return -1;
+                }
+                char key[512];
+                snprintf(key, sizeof(key), "%.*s", (int)(eq - overrides[i]), overrides[i]);
+                if (route(key, NULL, eq + 1, "-X", rt, pprops, pconf, errstr, errstr_size))
+                        return -1;
+        }
+        /* derived defaults */
+        if (!rt->job_name || !*rt->job_name) {
+                free(rt->job_name);
+                rt->job_name = strdup(proc_name);
+        }
+        if (rt->input_topics.n == 0)
+                list_split(&rt->input_topics, default_input);
+        char buf[1024];
+        if (!rt->state_dir || !*rt->state_dir) {
+                free(rt->state_dir);
+                snprintf(buf, sizeof(buf), "./eddy-state/%s", rt->job_name);
+                rt->state_dir = strdup(buf);
+        }
+        if (!rt->dlq_topic || !*rt->dlq_topic) {
+                free(rt->dlq_topic);
+                snprintf(buf, sizeof(buf), "%s.dlq", rt->job_name);
+                rt->dlq_topic = strdup(buf);
+        }
+        if (strcmp(rt->state_missing, "earliest") && strcmp(rt->state_missing, "latest") &&
+            strcmp(rt->state_missing, "fail")) {
+                snprintf(errstr, errstr_size,
+                         "state.missing: expected earliest, latest or fail, got \"%s\"",
+                         rt->state_missing);
+                return -1;
+        }
+        if (rt->input_topics.n == 0) {
+                snprintf(errstr, errstr_size, "input.topics: expected at least one topic");
+                return -1;
+        }
+        return 0;
+}
+
+void eddy_conf_free(const eddy_prop_t *props, void *conf)
+{
+        char *base = conf;
+        for (const eddy_prop_t *p = props; p && p->name; p++) {
+                if (p->type == EDDY_PROP_STR) {
+                        free(*(char **)(base + p->offset));
+                        *(char **)(base + p->offset) = NULL;
+                } else if (p->type == EDDY_PROP_LIST) {
+                        list_free((eddy_strlist_t *)(base + p->offset));
+                }
+        }
+        if (props == eddy_rt_props)
+                list_free(&((eddy_rtconf_t *)conf)->kafka);
+}
+
+void eddy_conf_print(FILE *fp, const char *title, const eddy_prop_t *props, int markdown)
+{
+        if (markdown)
+                fprintf(fp, "### %s\n\n| key | type | default | range | description |\n"
+                            "|---|---|---|---|---|\n",
+                        title);
+        else
+                fprintf(fp, "%s:\n", title);
+        for (const eddy_prop_t *p = props; p && p->name; p++) {
+                char range[64] = "";
+                if (p->type == EDDY_PROP_INT)
+                        snprintf(range, sizeof(range), "%" PRId64 "..%" PRId64, p->min, p->max);
+                const char *def = p->defval ? p->defval : "";
+                if (markdown)
+                        fprintf(fp, "| `%s` | %s | %s%s%s | %s | %s |\n", p->name,
+                                type_name(p->type), *def ? "`" : "", def, *def ? "`" : "",
+                                range, p->desc);
+                else
+                        fprintf(fp, "  %-24s %-8s default=%-24s %s%s%s\n    %s\n", p->name,
+                                type_name(p->type), *def ? def : "(none)", *range ? "range=" : "",
+                                range, "", p->desc);
+        }
+        if (markdown)
+                fputc('\n', fp);
+        else
+                fputc('\n', fp);
+}

@@ -1,0 +1,46 @@
+/* config.h: job configuration: a JSON file and -X overrides, checked against property tables. */
+#ifndef EDDY_CONFIG_H
+#define EDDY_CONFIG_H
+
+#include "eddy.h"
+
+#include <stdio.h>
+
+/** The runtime's own keys (the processor's come from its eddy_processor_t). */
+typedef struct eddy_rtconf_s {
+        char *job_name;
+        eddy_strlist_t input_topics;
+        char *state_dir;
+        int64_t state_cache_mb, state_block_cache_mb, state_write_buffer_mb;
+        int state_sync;
+        char *state_missing;
+        int64_t batch_max_events, batch_max_ms;
+        char *redis_url;
+        int64_t redis_timeout_ms, redis_chunk_keys;
+        char *redis_fence_prefix;
+        char *dlq_topic;
+        int64_t kafka_timeout_ms;
+        int64_t reconcile_interval_ms;
+        char *log_level;
+        eddy_strlist_t kafka; /* "key=value" pairs for rd_kafka_conf_set, in order */
+} eddy_rtconf_t;
+
+extern const eddy_prop_t eddy_rt_props[];
+
+/**
+ * @brief Load @p path (NULL: no file, embedded defaults) and the -X overrides into @p rt
+ *        and @p pconf (filled per @p pprops). Unknown keys and bad values are errors.
+ * @returns 0, or -1 with a one-line message naming the file, the key and what was expected.
+ * @remark Free both with eddy_conf_free().
+ */
+int eddy_conf_load(const char *path, char **overrides, int noverrides, const char *proc_name,
+                   const char *default_input, eddy_rtconf_t *rt, const eddy_prop_t *pprops,
+                   void *pconf, char *errstr, size_t errstr_size);
+
+/** Frees the heap fields of a struct filled from @p props. */
+void eddy_conf_free(const eddy_prop_t *props, void *conf);
+
+/** Prints the table (name, type, default, range, description), as text or Markdown. */
+void eddy_conf_print(FILE *fp, const char *title, const eddy_prop_t *props, int markdown);
+
+#endif

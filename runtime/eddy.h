@@ -1,0 +1,152 @@
+/* eddy.h: the processor plugin API, all that a processor sees of the runtime. */
+#ifndef EDDY_H
+#define EDDY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <syslog.h>
+
+#define EDDY_ABI_VERSION 1
+
+/* One error enum for the whole project; 0 is OK. eddy_strerror() comes from the same list. */
+#define EDDY_ERRNO_MAP(XX)                                                                         \
+        XX(OK, "success")                                                                          \
+        XX(USAGE, "usage or configuration error")                                                  \
+        XX(BAD_RECORD, "record can not be decoded or fails validation")                            \
+        XX(STATE, "state store error")                                                             \
+        XX(KAFKA, "kafka error")                                                                   \
+        XX(REDIS, "redis error")                                                                   \
+        XX(IO, "i/o error")                                                                        \
+        XX(NOMEM, "out of memory")                                                                 \
+        XX(STOPPED, "stopped")
+
+typedef enum {
+#define EDDY__ERR_ENUM(name, str) EDDY_ERR_##name,
+        EDDY_ERRNO_MAP(EDDY__ERR_ENUM)
+#undef EDDY__ERR_ENUM
+} eddy_err_t;
+
+/** @brief A static description of @p err. */
+const char *eddy_strerror(int err);
+
+/* ---- configuration property tables ---- */
+
+typedef enum {
+        EDDY_PROP_STR,  /* char *, heap, freed by eddy_conf_free() */
+        EDDY_PROP_INT,  /* int64_t */
+        EDDY_PROP_BOOL, /* int */
+        EDDY_PROP_LIST, /* eddy_strlist_t: a JSON array of strings, or "a,b,c" from -X */
+} eddy_prop_type_t;
+
+#define EDDY_PROP_SECRET 0x1 /* never printed: not in logs, metrics or --list-config values */
+
+typedef struct eddy_strlist_s {
+        char **v;
+        size_t n;
+} eddy_strlist_t;
+
+/** One configuration key: parsing, validation, default and docs come from this row. */
+typedef struct eddy_prop_s {
+        const char *name;
+        eddy_prop_type_t type;
+        const char *defval; /* default as text; NULL: no default (empty string / 0 / empty list) */
+        int64_t min, max;   /* bounds for EDDY_PROP_INT */
+        size_t offset;      /* offsetof() the field in the config struct */
+        const char *desc;
+        int flags;
+} eddy_prop_t;
+
+/* ---- what a processor is handed ---- */
+
+typedef struct eddy_ctx_s eddy_ctx_t; /* the runtime, as a processor sees it */
+
+typedef struct eddy_msg_s {
+        const char *topic;
+        int topic_index; /* index of topic in the job's input.topics */
+        int32_t partition;
+        int64_t offset;
+        int64_t timestamp; /* Kafka message timestamp, epoch ms, -1 if none */
+        const void *key;
+        size_t key_len;
+        const void *value;
+        size_t value_len;
+} eddy_msg_t;
+
+/** Log through the runtime (level first checked, then formatted). */
+void eddy_log(eddy_ctx_t *ctx, int level, const char *fac, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/**
+ * @brief Mark the record being processed as bad: it goes to the dead-letter topic with
+ *        @p reason (a short token such as "json", "missing_field", "late") and @p detail.
+ * @returns EDDY_ERR_BAD_RECORD, for `return eddy_reject(...)` from process().
+ */
+int eddy_reject(eddy_ctx_t *ctx, const char *reason, const char *detail_fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- state: keys are scoped by input partition number ----
+ *
+ * Reads see the batch in flight (read-your-writes). Writes become durable only at the
+ * runtime's commit, atomically with the input offsets and the outbox. A value pointer
+ * returned by eddy_state_get() stays valid until the next put/del of that key or the end
+ * of the current callback, whichever comes first. */
+
+/** @returns 1 and sets val and vlen if found, 0 if not, <0 (an eddy_err_t negated) on error. */
+int eddy_state_get(eddy_ctx_t *ctx, int32_t partition, const void *key, size_t klen,
+                   const void **val, size_t *vlen);
+void eddy_state_put(eddy_ctx_t *ctx, int32_t partition, const void *key, size_t klen,
+                    const void *val, size_t vlen);
+void eddy_state_del(eddy_ctx_t *ctx, int32_t partition, const void *key, size_t klen);
+
+typedef int(eddy_scan_cb)(void *opaque, const void *key, size_t klen, const void *val,
+                          size_t vlen);
+/**
+ * @brief Visit every key of @p partition that starts with @p prefix, in key order.
+ * @remark Sees committed state only: call it where the runtime has just committed
+ *         (reconcile), not from process(). A callback returning non-zero stops the scan.
+ */
+int eddy_state_scan(eddy_ctx_t *ctx, int32_t partition, const void *prefix, size_t plen,
+                    eddy_scan_cb *cb, void *opaque);
+
+/* ---- outputs: queued in the batch's outbox, delivered after the commit ---- */
+
+/** Redis: absolute SET of @p key, fenced by @p partition's input position. */
+void eddy_out_redis_set(eddy_ctx_t *ctx, int32_t partition, const void *key, size_t klen,
+                        const void *val, size_t vlen);
+/** Redis: DEL of @p key, fenced by @p partition's input position. */
+void eddy_out_redis_del(eddy_ctx_t *ctx, int32_t partition, const void *key, size_t klen);
+
+/** Reconcile only: the value @p key should have in Redis; the runtime compares and fixes. */
+void eddy_out_redis_expect(eddy_ctx_t *ctx, int32_t partition, const void *key, size_t klen,
+                           const void *val, size_t vlen);
+
+/* ---- the plugin ---- */
+
+typedef struct eddy_reconcile_stats_s {
+        int64_t checked;   /* entities recomputed */
+        int64_t corrected; /* entities whose stored aggregate differed */
+        int64_t drift;     /* sum of |stored - recomputed| */
+} eddy_reconcile_stats_t;
+
+typedef struct eddy_processor_s {
+        int abi_version; /* EDDY_ABI_VERSION; new callbacks go at the end */
+        const char *name;
+        const char *summary;
+        const char *default_input; /* input.topics when the job names none, "a,b" */
+        const eddy_prop_t *props; /* processor keys, terminated by a row with name NULL */
+        size_t conf_size;         /* size of the struct that props fill */
+
+        /** Create the processor's context from its filled config. */
+        int (*init)(eddy_ctx_t *ctx, const void *conf, void **selfp, char *errstr,
+                    size_t errstr_size);
+        /** One input record. Return 0, eddy_reject(), or another error to stop the job. */
+        int (*process)(void *self, eddy_ctx_t *ctx, const eddy_msg_t *msg);
+        /** End of batch: emit outputs for what changed, then forget the batch's bookkeeping. */
+        int (*flush)(void *self, eddy_ctx_t *ctx);
+        /** Recompute aggregates of @p partition from raw state, fix them, emit expectations. */
+        int (*reconcile)(void *self, eddy_ctx_t *ctx, int32_t partition,
+                         eddy_reconcile_stats_t *stats);
+        void (*close)(void *self);
+} eddy_processor_t;
+
+#endif

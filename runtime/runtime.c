@@ -1,0 +1,1515 @@
+/* runtime.c: the consumer loop, batching, the commit protocol, rebalancing and replay.
+ *
+ * The exactly-once argument, in one place:
+ *
+ *  1. Events are processed in batches. A processor's state changes stay in the state
+ *     cache (read-your-writes), its outputs in the batch's outbox builder.
+ *  2. At the end of a batch, one atomic RocksDB write holds the state changes, the next
+ *     offset of every input partition the batch read, the Redis fence positions handed
+ *     out, and the batch's outbox entry (the outputs, encoded). Nothing has left the
+ *     process before this write.
+ *  3. Then the outbox entry is delivered: Redis writes through the fenced Lua script
+ *     (absolute values; a (position, seq) at or below the fence is skipped), dead-letter
+ *     records through the idempotent producer, waited for. The entry is deleted in the
+ *     next commit.
+ *  4. On start, and before reading anything, every committed outbox entry is delivered
+ *     again, in order; on every assignment each partition is sought to the offset stored
+ *     in RocksDB. Consumer-group offsets are committed for lag monitoring only.
+ *
+ * A crash before (2) loses only uncommitted work, which is re-read from the stored
+ * offsets and recomputed into the same state (processing is deterministic). A crash
+ * between (2) and the end of (3) re-delivers the entry: the fences make Redis skip what
+ * was applied, the DLQ records carry an eddy.src header for de-duplication. */
+#include "runtime.h"
+
+#include "config.h"
+#include "log.h"
+#include "redis.h"
+#include "state.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+volatile sig_atomic_t eddy_stop;
+
+/* An input topic-partition. */
+typedef struct part_s {
+        int assigned;
+        int touched;    /* read in the batch in flight */
+        int64_t next;   /* next offset to process */
+        int64_t bound;  /* replay: stop before this offset; -1 none */
+        int done;       /* replay: reached bound */
+        int64_t start;  /* replay: first offset, for progress */
+} part_t;
+
+typedef struct topic_s {
+        char *name;
+        part_t *parts;
+        int nparts;
+} topic_t;
+
+/* Per partition number: the Redis fence last handed out, and a scratch list of ops. */
+typedef struct pscope_s {
+        int loaded;
+        int64_t fpos, fseq;
+} pscope_t;
+
+typedef struct buf_s {
+        unsigned char *p;
+        size_t len, cap;
+} buf_t;
+
+/* An emitted Redis op, pointing into the batch arena by offsets. */
+typedef struct rop_s {
+        int32_t partition;
+        uint32_t order;
+        char op;
+        size_t koff, klen, voff, vlen;
+} rop_t;
+
+struct eddy_ctx_s {
+        const eddy_job_args_t *args;
+        const eddy_processor_t *proc;
+        void *pconf;
+        void *self;
+        eddy_rtconf_t rt;
+        eddy_logger_t lg;
+        eddy_state_t *st;
+        eddy_redis_t *redis;
+        rd_kafka_t *rk;   /* consumer */
+        rd_kafka_t *prod; /* dead-letter and output producer */
+        int replay;
+        int cooperative;
+
+        topic_t *topics;
+        int ntopics;
+        pscope_t *scopes;
+        int nscopes;
+
+        /* the batch in flight */
+        buf_t arena; /* keys and values of emitted ops */
+        rop_t *rops;
+        size_t nrops, rops_cap;
+        rop_t *expects; /* reconcile: expected Redis values */
+        size_t nexpects, expects_cap;
+        buf_t dlq; /* encoded dead-letter records of the batch */
+        uint32_t ndlq;
+        int64_t batch_events;
+        uint64_t *done_seqs; /* delivered outbox entries to delete at the next commit */
+        size_t ndone, done_cap;
+
+        const eddy_msg_t *cur;
+        char reason[64];
+        char detail[512];
+
+        /* counters */
+        int64_t events_in, events_dlq, batches, replay_total, replay_done;
+        int fatal;
+};
+
+/* ---------------------------------------------------------------- small helpers */
+
+static int64_t now_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+        void *q = realloc(p, n ? n : 1);
+        if (!q) {
+                fputs("eddy: out of memory\n", stderr);
+                abort();
+        }
+        return q;
+}
+
+static void buf_put(buf_t *b, const void *p, size_t n)
+{
+        if (b->len + n > b->cap) {
+                b->cap = (b->len + n) * 2 + 256;
+                b->p = xrealloc(b->p, b->cap);
+        }
+        if (n)
+                memcpy(b->p + b->len, p, n);
+        b->len += n;
+}
+
+static void buf_u8(buf_t *b, uint8_t v)
+{
+        buf_put(b, &v, 1);
+}
+
+static void buf_u32(buf_t *b, uint32_t v)
+{
+        unsigned char x[4] = {v >> 24, v >> 16, v >> 8, v};
+        buf_put(b, x, 4);
+}
+
+static void buf_u64(buf_t *b, uint64_t v)
+{
+        unsigned char x[8];
+        for (int i = 7; i >= 0; i--, v >>= 8)
+                x[i] = (unsigned char)v;
+        buf_put(b, x, 8);
+}
+
+static void buf_bytes(buf_t *b, const void *p, size_t n)
+{
+        buf_u32(b, (uint32_t)n);
+        buf_put(b, p, n);
+}
+
+/* A reader over an encoded outbox entry; sets bad on overrun. */
+typedef struct rd_s {
+        const unsigned char *p, *end;
+        int bad;
+} rd_t;
+
+static uint64_t rd_n(rd_t *r, int n)
+{
+        if (r->end - r->p < n) {
+                r->bad = 1;
+                return 0;
+        }
+        uint64_t v = 0;
+        for (int i = 0; i < n; i++)
+                v = (v << 8) | *r->p++;
+        return v;
+}
+
+static const char *rd_bytes(rd_t *r, size_t *len)
+{
+        *len = (size_t)rd_n(r, 4);
+        if (r->bad || (size_t)(r->end - r->p) < *len) {
+                r->bad = 1;
+                return NULL;
+        }
+        const char *s = (const char *)r->p;
+        r->p += *len;
+        return s;
+}
+
+/* ---------------------------------------------------------------- plugin API */
+
+void eddy_log(eddy_ctx_t *ctx, int level, const char *fac, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        eddy__vlog(&ctx->lg, level, fac, fmt, ap);
+        va_end(ap);
+}
+
+int eddy_reject(eddy_ctx_t *ctx, const char *reason, const char *fmt, ...)
+{
+        snprintf(ctx->reason, sizeof(ctx->reason), "%s", reason);
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(ctx->detail, sizeof(ctx->detail), fmt, ap);
+        va_end(ap);
+        return EDDY_ERR_BAD_RECORD;
+}
+
+int eddy_state_get(eddy_ctx_t *ctx, int32_t partition, const void *key, size_t klen,
+                   const void **val, size_t *vlen)
+{
+        int r = eddy__state_get(ctx->st, partition, key, klen, val, vlen);
+        if (r < 0)
+                ctx->fatal = 1;
+        return r < 0 ? -EDDY_ERR_STATE : r;
+}
+
+void eddy_state_put(eddy_ctx_t *ctx, int32_t partition, const void *key, size_t klen,
+                    const void *val, size_t vlen)
+{
+        eddy__state_put(ctx->st, partition, key, klen, val, vlen);
+}
+
+void eddy_state_del(eddy_ctx_t *ctx, int32_t partition, const void *key, size_t klen)
+{
+        eddy__state_del(ctx->st, partition, key, klen);
+}
+
+int eddy_state_scan(eddy_ctx_t *ctx, int32_t partition, const void *prefix, size_t plen,
+                    eddy_scan_cb *cb, void *opaque)
+{
+        return eddy__state_scan(ctx->st, partition, prefix, plen, cb, opaque);
+}
+
+static void add_rop(eddy_ctx_t *ctx, rop_t **arr, size_t *n, size_t *cap, int32_t partition,
+                    char op, const void *key, size_t klen, const void *val, size_t vlen)
+{
+        if (*n == *cap) {
+                *cap = *cap ? *cap * 2 : 1024;
+                *arr = xrealloc(*arr, *cap * sizeof(**arr));
+        }
+        rop_t *o = &(*arr)[(*n)++];
+        o->partition = partition;
+        o->order = (uint32_t)(*n - 1);
+        o->op = op;
+        o->koff = ctx->arena.len;
+        o->klen = klen;
+        buf_put(&ctx->arena, key, klen);
+        o->voff = ctx->arena.len;
+        o->vlen = vlen;
+        buf_put(&ctx->arena, val, vlen);
+}
+
+void eddy_out_redis_set(eddy_ctx_t *ctx, int32_t partition, const void *key, size_t klen,
+                        const void *val, size_t vlen)
+{
+        add_rop(ctx, &ctx->rops, &ctx->nrops, &ctx->rops_cap, partition, EDDY_ROP_SET, key, klen,
+                val, vlen);
+}
+
+void eddy_out_redis_del(eddy_ctx_t *ctx, int32_t partition, const void *key, size_t klen)
+{
+        add_rop(ctx, &ctx->rops, &ctx->nrops, &ctx->rops_cap, partition, EDDY_ROP_DEL, key, klen,
+                NULL, 0);
+}
+
+void eddy_out_redis_expect(eddy_ctx_t *ctx, int32_t partition, const void *key, size_t klen,
+                           const void *val, size_t vlen)
+{
+        add_rop(ctx, &ctx->expects, &ctx->nexpects, &ctx->expects_cap, partition,
+                val ? EDDY_ROP_SET : EDDY_ROP_DEL, key, klen, val, vlen);
+}
+
+/* ---------------------------------------------------------------- partitions */
+
+static topic_t *topic_find(eddy_ctx_t *ctx, const char *name, int *idx)
+{
+        for (int i = 0; i < ctx->ntopics; i++)
+                if (!strcmp(ctx->topics[i].name, name)) {
+                        if (idx)
+                                *idx = i;
+                        return &ctx->topics[i];
+                }
+        return NULL;
+}
+
+static part_t *part_get(eddy_ctx_t *ctx, topic_t *t, int32_t p)
+{
+        if (p < 0 || p > 1 << 20)
+                return NULL;
+        if (p >= t->nparts) {
+                t->parts = xrealloc(t->parts, (size_t)(p + 1) * sizeof(*t->parts));
+                memset(t->parts + t->nparts, 0, (size_t)(p + 1 - t->nparts) * sizeof(*t->parts));
+                for (int i = t->nparts; i <= p; i++)
+                        t->parts[i].bound = -1;
+                t->nparts = p + 1;
+        }
+        if (p >= ctx->nscopes) {
+                ctx->scopes = xrealloc(ctx->scopes, (size_t)(p + 1) * sizeof(*ctx->scopes));
+                memset(ctx->scopes + ctx->nscopes, 0,
+                       (size_t)(p + 1 - ctx->nscopes) * sizeof(*ctx->scopes));
+                ctx->nscopes = p + 1;
+        }
+        return &t->parts[p];
+}
+
+/* The fence position of a partition number: the sum of next offsets over input topics, - 1.
+ * With one input topic it is the last offset read. It grows with every event read. */
+static int64_t scope_pos(eddy_ctx_t *ctx, int32_t p)
+{
+        int64_t s = 0;
+        for (int i = 0; i < ctx->ntopics; i++)
+                if (p < ctx->topics[i].nparts && ctx->topics[i].parts[p].next > 0)
+                        s += ctx->topics[i].parts[p].next;
+        return s - 1;
+}
+
+/* ---------------------------------------------------------------- delivery */
+
+typedef struct entry_view_s {
+        eddy_redis_op_t *ops;
+        size_t cap;
+} entry_view_t;
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+        int *failed = m->_private;
+        if (m->err && failed)
+                *failed = 1;
+}
+
+/* Produces the dead-letter records of an entry and waits for every delivery. */
+static int deliver_kafka(eddy_ctx_t *ctx, rd_t *r, uint32_t nrec)
+{
+        int attempt = 0;
+        const unsigned char *start = r->p;
+        for (;;) {
+                int failed = 0;
+                r->p = start;
+                for (uint32_t i = 0; i < nrec && !r->bad; i++) {
+                        size_t tl, kl, vl, nl, hl;
+                        const char *topic = rd_bytes(r, &tl);
+                        int32_t part = (int32_t)rd_n(r, 4);
+                        int haskey = (int)rd_n(r, 1);
+                        const char *key = rd_bytes(r, &kl);
+                        const char *val = rd_bytes(r, &vl);
+                        uint32_t nh = (uint32_t)rd_n(r, 4);
+                        if (r->bad)
+                                break;
+                        rd_kafka_headers_t *hdrs = rd_kafka_headers_new(nh);
+                        for (uint32_t h = 0; h < nh && !r->bad; h++) {
+                                const char *n = rd_bytes(r, &nl);
+                                const char *v = rd_bytes(r, &hl);
+                                if (!r->bad)
+                                        rd_kafka_header_add(hdrs, n, (ssize_t)nl, v, (ssize_t)hl);
+                        }
+                        char tname[512];
+                        snprintf(tname, sizeof(tname), "%.*s", (int)tl, topic);
+                        rd_kafka_resp_err_t err;
+                        for (;;) {
+                                err = rd_kafka_producev(
+                                    ctx->prod, RD_KAFKA_V_TOPIC(tname), RD_KAFKA_V_PARTITION(part),
+                                    RD_KAFKA_V_KEY(haskey ? key : NULL, haskey ? kl : 0),
+                                    RD_KAFKA_V_VALUE((void *)val, vl),
+                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(&failed),
+                                    RD_KAFKA_V_END);
+                                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                                        break;
+                                rd_kafka_poll(ctx->prod, 100);
+                        }
+                        if (err) {
+                                rd_kafka_headers_destroy(hdrs);
+                                eddy__log(&ctx->lg, LOG_ERR, "DLQ", "produce to %s failed: %s",
+                                          tname, rd_kafka_err2str(err));
+                                failed = 1;
+                        }
+                }
+                if (r->bad)
+                        return -1;
+                rd_kafka_resp_err_t ferr = rd_kafka_flush(ctx->prod, (int)ctx->rt.kafka_timeout_ms);
+                if (ferr == RD_KAFKA_RESP_ERR_NO_ERROR && !failed)
+                        return 0;
+                /* Retry the whole entry: consumers de-duplicate by the eddy.src header. */
+                while (rd_kafka_outq_len(ctx->prod) > 0 && !eddy_stop)
+                        rd_kafka_flush(ctx->prod, 1000);
+                if (eddy_stop)
+                        return EDDY_ERR_STOPPED;
+                int ms = 200 << (attempt < 5 ? attempt : 5);
+                eddy__log(&ctx->lg, LOG_WARNING, "DLQ",
+                          "dead-letter delivery failed (%s); retrying in %d ms",
+                          ferr ? rd_kafka_err2str(ferr) : "a record failed", ms);
+                attempt++;
+                usleep((useconds_t)ms * 1000);
+        }
+}
+
+/* Delivers one committed outbox entry. @returns 0, EDDY_ERR_STOPPED, or -1 if corrupt. */
+static int deliver(eddy_ctx_t *ctx, const void *e, size_t len, entry_view_t *v)
+{
+        rd_t r = {e, (const unsigned char *)e + len, 0};
+        if (rd_n(&r, 1) != 'E' || rd_n(&r, 1) != 1)
+                return -1;
+        uint32_t ngroups = (uint32_t)rd_n(&r, 4);
+        for (uint32_t g = 0; g < ngroups && !r.bad; g++) {
+                int32_t part = (int32_t)rd_n(&r, 4);
+                int64_t pos = (int64_t)rd_n(&r, 8);
+                int64_t seq = (int64_t)rd_n(&r, 8);
+                uint32_t nops = (uint32_t)rd_n(&r, 4);
+                if (r.bad)
+                        break;
+                if (nops > v->cap) {
+                        v->cap = nops * 2;
+                        v->ops = xrealloc(v->ops, v->cap * sizeof(*v->ops));
+                }
+                for (uint32_t i = 0; i < nops && !r.bad; i++) {
+                        eddy_redis_op_t *o = &v->ops[i];
+                        o->op = (char)rd_n(&r, 1);
+                        o->key = rd_bytes(&r, &o->klen);
+                        o->val = NULL;
+                        o->vlen = 0;
+                        if (o->op == EDDY_ROP_SET)
+                                o->val = rd_bytes(&r, &o->vlen);
+                }
+                if (r.bad)
+                        break;
+                if (!ctx->redis)
+                        continue;
+                int rc = eddy_redis_apply(ctx->redis, part, pos, seq, v->ops, nops, &eddy_stop);
+                if (rc)
+                        return rc;
+        }
+        uint32_t nrec = (uint32_t)rd_n(&r, 4);
+        if (r.bad)
+                return -1;
+        if (nrec)
+                return deliver_kafka(ctx, &r, nrec);
+        return 0;
+}
+
+struct redeliver {
+        eddy_ctx_t *ctx;
+        entry_view_t v;
+        int rc, n;
+};
+
+static int redeliver_one(void *opaque, uint64_t seq, const void *e, size_t len)
+{
+        struct redeliver *rd = opaque;
+        int rc = deliver(rd->ctx, e, len, &rd->v);
+        if (rc == -1) {
+                eddy__log(&rd->ctx->lg, LOG_ERR, "OUTBOX",
+                          "outbox entry %" PRIu64 " is corrupt; state.dir is damaged", seq);
+                rd->rc = -1;
+                return 1;
+        }
+        if (rc) {
+                rd->rc = rc;
+                return 1;
+        }
+        eddy_state_outbox_done(rd->ctx->st, seq);
+        rd->n++;
+        return 0;
+}
+
+/* Delivers every committed outbox entry, in order, and commits their removal. */
+static int redeliver_all(eddy_ctx_t *ctx)
+{
+        struct redeliver rd = {ctx, {NULL, 0}, 0, 0};
+        if (eddy_state_outbox_scan(ctx->st, redeliver_one, &rd) < 0)
+                rd.rc = -1;
+        free(rd.v.ops);
+        if (rd.n)
+                eddy__log(&ctx->lg, LOG_NOTICE, "OUTBOX",
+                          "re-delivered %d committed outbox entries", rd.n);
+        if (rd.rc)
+                return rd.rc;
+        char err[512];
+        if (eddy_state_pending(ctx->st) && eddy_state_commit(ctx->st, err, sizeof(err))) {
+                eddy__log(&ctx->lg, LOG_ERR, "STATE", "%s", err);
+                return -1;
+        }
+        return 0;
+}
+
+/* ---------------------------------------------------------------- the commit */
+
+static int rop_cmp(const void *a, const void *b)
+{
+        const rop_t *x = a, *y = b;
+        if (x->partition != y->partition)
+                return x->partition < y->partition ? -1 : 1;
+        return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Encodes the batch's outputs into an outbox entry; hands out fence (pos, seq) per group. */
+static void encode_entry(eddy_ctx_t *ctx, rop_t *ops, size_t nops, buf_t *out)
+{
+        qsort(ops, nops, sizeof(*ops), rop_cmp);
+        buf_u8(out, 'E');
+        buf_u8(out, 1);
+        uint32_t ngroups = 0;
+        for (size_t i = 0; i < nops; i++)
+                if (i == 0 || ops[i].partition != ops[i - 1].partition)
+                        ngroups++;
+        buf_u32(out, ngroups);
+        for (size_t i = 0; i < nops;) {
+                int32_t p = ops[i].partition;
+                size_t j = i;
+                while (j < nops && ops[j].partition == p)
+                        j++;
+                pscope_t *sc = &ctx->scopes[p];
+                if (!sc->loaded) {
+                        if (eddy_state_fence_get(ctx->st, p, &sc->fpos, &sc->fseq) != 1) {
+                                sc->fpos = -1;
+                                sc->fseq = -1;
+                        }
+                        sc->loaded = 1;
+                }
+                int64_t pos = scope_pos(ctx, p);
+                int64_t seq = pos > sc->fpos ? 0 : sc->fseq + 1;
+                if (pos < sc->fpos)
+                        pos = sc->fpos; /* never hand out a position below one handed out */
+                int64_t nchunks = ctx->redis ? eddy_redis_chunks(ctx->redis, j - i) : 1;
+                sc->fpos = pos;
+                sc->fseq = seq + nchunks - 1;
+                eddy_state_fence_set(ctx->st, p, sc->fpos, sc->fseq);
+                buf_u32(out, (uint32_t)p);
+                buf_u64(out, (uint64_t)pos);
+                buf_u64(out, (uint64_t)seq);
+                buf_u32(out, (uint32_t)(j - i));
+                for (size_t k = i; k < j; k++) {
+                        buf_u8(out, (uint8_t)ops[k].op);
+                        buf_bytes(out, ctx->arena.p + ops[k].koff, ops[k].klen);
+                        if (ops[k].op == EDDY_ROP_SET)
+                                buf_bytes(out, ctx->arena.p + ops[k].voff, ops[k].vlen);
+                }
+                i = j;
+        }
+        buf_u32(out, ctx->ndlq);
+        buf_put(out, ctx->dlq.p, ctx->dlq.len);
+}
+
+static void batch_reset(eddy_ctx_t *ctx)
+{
+        ctx->arena.len = 0;
+        ctx->nrops = 0;
+        ctx->nexpects = 0;
+        ctx->dlq.len = 0;
+        ctx->ndlq = 0;
+        ctx->batch_events = 0;
+        for (int t = 0; t < ctx->ntopics; t++)
+                for (int p = 0; p < ctx->topics[t].nparts; p++)
+                        ctx->topics[t].parts[p].touched = 0;
+}
+
+static void commit_group_offsets(eddy_ctx_t *ctx)
+{
+        if (ctx->replay)
+                return;
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+        for (int t = 0; t < ctx->ntopics; t++)
+                for (int p = 0; p < ctx->topics[t].nparts; p++)
+                        if (ctx->topics[t].parts[p].touched)
+                                rd_kafka_topic_partition_list_add(l, ctx->topics[t].name, p)
+                                    ->offset = ctx->topics[t].parts[p].next;
+        if (l->cnt)
+                rd_kafka_commit(ctx->rk, l, 1 /* async: for lag monitoring only */);
+        rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Ends the batch in flight: flush, one atomic commit, delivery. @returns 0 or an error. */
+static int commit_batch(eddy_ctx_t *ctx)
+{
+        char err[512];
+        if (ctx->proc->flush && ctx->proc->flush(ctx->self, ctx) != 0) {
+                eddy__log(&ctx->lg, LOG_ERR, "PROC", "%s flush failed", ctx->proc->name);
+                return -1;
+        }
+        if (ctx->fatal)
+                return -1;
+        for (int t = 0; t < ctx->ntopics; t++)
+                for (int p = 0; p < ctx->topics[t].nparts; p++)
+                        if (ctx->topics[t].parts[p].touched)
+                                eddy_state_offset_set(ctx->st, ctx->topics[t].name, p,
+                                                      ctx->topics[t].parts[p].next);
+        for (size_t i = 0; i < ctx->ndone; i++)
+                eddy_state_outbox_done(ctx->st, ctx->done_seqs[i]);
+        buf_t entry = {0};
+        uint64_t seq = 0;
+        int has_entry = ctx->nrops > 0 || ctx->ndlq > 0;
+        if (has_entry) {
+                encode_entry(ctx, ctx->rops, ctx->nrops, &entry);
+                seq = eddy_state_outbox_add(ctx->st, entry.p, entry.len);
+        }
+        if (!eddy_state_pending(ctx->st)) {
+                batch_reset(ctx);
+                return 0;
+        }
+        if (eddy_state_commit(ctx->st, err, sizeof(err)) != 0) {
+                eddy__log(&ctx->lg, LOG_ERR, "STATE", "%s", err);
+                free(entry.p);
+                return -1;
+        }
+        ctx->ndone = 0;
+        ctx->batches++;
+        commit_group_offsets(ctx);
+        batch_reset(ctx);
+        int rc = 0;
+        if (has_entry) {
+                entry_view_t v = {NULL, 0};
+                rc = deliver(ctx, entry.p, entry.len, &v);
+                free(v.ops);
+                if (rc == 0) {
+                        if (ctx->ndone == ctx->done_cap) {
+                                ctx->done_cap = ctx->done_cap ? ctx->done_cap * 2 : 16;
+                                ctx->done_seqs = xrealloc(ctx->done_seqs,
+                                                          ctx->done_cap * sizeof(uint64_t));
+                        }
+                        ctx->done_seqs[ctx->ndone++] = seq;
+                }
+        }
+        free(entry.p);
+        return rc == EDDY_ERR_STOPPED ? 0 : rc;
+}
+
+/* ---------------------------------------------------------------- dead letters */
+
+static void dlq_add(eddy_ctx_t *ctx, const rd_kafka_message_t *m, const char *reason,
+                    const char *detail)
+{
+        char off[24], part[16], src[600];
+        const char *topic = rd_kafka_topic_name(m->rkt);
+        snprintf(off, sizeof(off), "%" PRId64, m->offset);
+        snprintf(part, sizeof(part), "%" PRId32, m->partition);
+        snprintf(src, sizeof(src), "%s/%s/%s/0", topic, part, off);
+        buf_t *b = &ctx->dlq;
+        buf_bytes(b, ctx->rt.dlq_topic, strlen(ctx->rt.dlq_topic));
+        buf_u32(b, (uint32_t)RD_KAFKA_PARTITION_UA);
+        buf_u8(b, m->key != NULL);
+        buf_bytes(b, m->key, m->key ? m->key_len : 0);
+        buf_bytes(b, m->payload, m->payload ? m->len : 0);
+        const char *h[][2] = {{"eddy.reason", reason},         {"eddy.detail", detail},
+                              {"eddy.src.topic", topic},       {"eddy.src.partition", part},
+                              {"eddy.src.offset", off},        {"eddy.processor", ctx->proc->name},
+                              {"eddy.job", ctx->rt.job_name}, {"eddy.src", src}};
+        size_t nh = sizeof(h) / sizeof(h[0]);
+        buf_u32(b, (uint32_t)nh);
+        for (size_t i = 0; i < nh; i++) {
+                buf_bytes(b, h[i][0], strlen(h[i][0]));
+                buf_bytes(b, h[i][1], strlen(h[i][1]));
+        }
+        ctx->ndlq++;
+        ctx->events_dlq++;
+        eddy__log(&ctx->lg, LOG_INFO, "DLQ", "%s/%" PRId32 "@%" PRId64 " -> %s: %s: %s", topic,
+                  m->partition, m->offset, ctx->rt.dlq_topic, reason, detail);
+}
+
+/* ---------------------------------------------------------------- processing */
+
+static int process_msg(eddy_ctx_t *ctx, rd_kafka_message_t *m)
+{
+        int ti;
+        topic_t *t = topic_find(ctx, rd_kafka_topic_name(m->rkt), &ti);
+        part_t *pt = t ? part_get(ctx, t, m->partition) : NULL;
+        if (!pt || !pt->assigned || pt->done)
+                return 0; /* from a partition no longer ours: not processed, not committed */
+        if (m->offset < pt->next)
+                return 0; /* already processed (a fetch from before a seek) */
+        if (pt->bound >= 0 && m->offset >= pt->bound)
+                return 0;
+        rd_kafka_timestamp_type_t tt;
+        eddy_msg_t em = {
+            .topic = t->name,
+            .topic_index = ti,
+            .partition = m->partition,
+            .offset = m->offset,
+            .timestamp = rd_kafka_message_timestamp(m, &tt),
+            .key = m->key,
+            .key_len = m->key_len,
+            .value = m->payload,
+            .value_len = m->len,
+        };
+        ctx->cur = &em;
+        int rc = ctx->proc->process(ctx->self, ctx, &em);
+        ctx->cur = NULL;
+        if (rc == EDDY_ERR_BAD_RECORD)
+                dlq_add(ctx, m, ctx->reason, ctx->detail);
+        else if (rc != 0 || ctx->fatal) {
+                eddy__log(&ctx->lg, LOG_ERR, "PROC",
+                          "%s failed on %s/%" PRId32 "@%" PRId64 ": %s", ctx->proc->name, t->name,
+                          m->partition, m->offset, eddy_strerror(rc ? rc : EDDY_ERR_STATE));
+                return -1;
+        }
+        pt->next = m->offset + 1;
+        pt->touched = 1;
+        ctx->events_in++;
+        ctx->batch_events++;
+        if (ctx->replay)
+                ctx->replay_done++;
+        if (pt->bound >= 0 && pt->next >= pt->bound)
+                pt->done = 1;
+        return 0;
+}
+
+/* ---------------------------------------------------------------- rebalancing */
+
+/* Where a partition starts: its stored offset, else per state.missing. */
+static int start_offset(eddy_ctx_t *ctx, const char *topic, int32_t p, int64_t *off)
+{
+        int r = eddy_state_offset_get(ctx->st, topic, p, off);
+        if (r < 0)
+                return -1;
+        if (r == 1)
+                return 0;
+        if (!strcmp(ctx->rt.state_missing, "fail")) {
+                eddy__log(&ctx->lg, LOG_ERR, "STATE",
+                          "state.dir has no offset for %s/%" PRId32
+                          " and state.missing=fail",
+                          topic, p);
+                return -1;
+        }
+        *off = !strcmp(ctx->rt.state_missing, "latest") ? RD_KAFKA_OFFSET_END
+                                                         : RD_KAFKA_OFFSET_BEGINNING;
+        return 0;
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+        eddy_ctx_t *ctx = opaque;
+        const char *proto = rd_kafka_rebalance_protocol(rk);
+        ctx->cooperative = proto && !strcmp(proto, "COOPERATIVE");
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                for (int i = 0; i < parts->cnt; i++) {
+                        rd_kafka_topic_partition_t *tp = &parts->elems[i];
+                        topic_t *t = topic_find(ctx, tp->topic, NULL);
+                        part_t *pt = t ? part_get(ctx, t, tp->partition) : NULL;
+                        int64_t off;
+                        if (!pt || start_offset(ctx, tp->topic, tp->partition, &off) != 0) {
+                                ctx->fatal = 1;
+                                eddy_stop = 1;
+                                off = RD_KAFKA_OFFSET_END;
+                        }
+                        tp->offset = off;
+                        if (pt) {
+                                pt->assigned = 1;
+                                pt->next = off >= 0 ? off : 0;
+                        }
+                        eddy__log(&ctx->lg, LOG_INFO, "REBALANCE",
+                                  "assigned %s/%" PRId32 " from %s%" PRId64, tp->topic,
+                                  tp->partition, off >= 0 ? "offset " : "", off);
+                }
+                if (ctx->cooperative)
+                        rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
+                else
+                        rd_kafka_assign(rk, parts);
+        } else {
+                /* Revoked or lost: the batch in flight holds their events; commit it first. */
+                if (commit_batch(ctx) != 0) {
+                        ctx->fatal = 1;
+                        eddy_stop = 1;
+                }
+                for (int i = 0; i < parts->cnt; i++) {
+                        topic_t *t = topic_find(ctx, parts->elems[i].topic, NULL);
+                        part_t *pt = t ? part_get(ctx, t, parts->elems[i].partition) : NULL;
+                        if (pt)
+                                pt->assigned = 0;
+                        eddy__log(&ctx->lg, LOG_INFO, "REBALANCE", "%s %s/%" PRId32,
+                                  rd_kafka_assignment_lost(rk) ? "lost" : "revoked",
+                                  parts->elems[i].topic, parts->elems[i].partition);
+                }
+                if (ctx->cooperative)
+                        rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
+                else
+                        rd_kafka_assign(rk, NULL);
+        }
+}
+
+/* ---------------------------------------------------------------- set-up */
+
+static int kafka_conf_apply(eddy_ctx_t *ctx, rd_kafka_conf_t *conf, const char *const *defs,
+                            int consumer, char *errstr, size_t errstr_size)
+{
+        char e[512];
+        for (int i = 0; defs[i]; i += 2)
+                if (rd_kafka_conf_set(conf, defs[i], defs[i + 1], e, sizeof(e)) !=
+                    RD_KAFKA_CONF_OK) {
+                        snprintf(errstr, errstr_size, "kafka.%s: %s", defs[i], e);
+                        return -1;
+                }
+        for (size_t i = 0; i < ctx->rt.kafka.n; i++) {
+                char *kv = ctx->rt.kafka.v[i];
+                char *eq = strchr(kv, '=');
+                char key[256];
+                snprintf(key, sizeof(key), "%.*s", (int)(eq - kv), kv);
+                /* consumer-only keys are not for the producer */
+                if (!consumer && (!strcmp(key, "group.id") || !strncmp(key, "auto.", 5) ||
+                                  !strcmp(key, "session.timeout.ms") ||
+                                  !strcmp(key, "heartbeat.interval.ms") ||
+                                  !strcmp(key, "partition.assignment.strategy") ||
+                                  !strcmp(key, "isolation.level") ||
+                                  !strcmp(key, "max.poll.interval.ms") ||
+                                  !strcmp(key, "group.instance.id") ||
+                                  !strncmp(key, "fetch.", 6) ||
+                                  !strncmp(key, "enable.auto", 11)))
+                        continue;
+                rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, key, eq + 1, e, sizeof(e));
+                if (res != RD_KAFKA_CONF_OK) {
+                        snprintf(errstr, errstr_size, "kafka.%s: %s", key, e);
+                        return -1;
+                }
+        }
+        return 0;
+}
+
+static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+        eddy_ctx_t *ctx = rd_kafka_opaque(rk);
+        eddy__log(ctx ? &ctx->lg : NULL, level, "KAFKA", "%s: %s", fac, buf);
+}
+
+static rd_kafka_t *kafka_new(eddy_ctx_t *ctx, int consumer, char *errstr, size_t errstr_size)
+{
+        char gid[300];
+        snprintf(gid, sizeof(gid), "eddy-%s", ctx->rt.job_name);
+        const char *cdefs[] = {"bootstrap.servers", "127.0.0.1:9092",
+                               "group.id", gid,
+                               "enable.auto.commit", "false",
+                               "enable.auto.offset.store", "false",
+                               "auto.offset.reset", "earliest",
+                               "partition.assignment.strategy", "cooperative-sticky",
+                               "enable.partition.eof", ctx->replay ? "true" : "false",
+                               "queued.max.messages.kbytes", "65536",
+                               NULL};
+        const char *pdefs[] = {"bootstrap.servers", "127.0.0.1:9092",
+                               "enable.idempotence", "true",
+                               "partitioner", "murmur2",
+                               "linger.ms", "5",
+                               NULL};
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        if (kafka_conf_apply(ctx, conf, consumer ? cdefs : pdefs, consumer, errstr, errstr_size)) {
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+        }
+        rd_kafka_conf_set_opaque(conf, ctx);
+        rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+        if (consumer)
+                rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+        else
+                rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+        char e[512];
+        rd_kafka_t *rk = rd_kafka_new(consumer ? RD_KAFKA_CONSUMER : RD_KAFKA_PRODUCER, conf, e,
+                                      sizeof(e));
+        if (!rk) {
+                snprintf(errstr, errstr_size, "kafka: %s", e);
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+        }
+        return rk;
+}
+
+/* Reads the input topics' partition counts; checks that the brokers answer. */
+static int load_topics(eddy_ctx_t *ctx, char *errstr, size_t errstr_size)
+{
+        ctx->ntopics = (int)ctx->rt.input_topics.n;
+        ctx->topics = calloc((size_t)ctx->ntopics, sizeof(*ctx->topics));
+        for (int i = 0; i < ctx->ntopics; i++) {
+                topic_t *t = &ctx->topics[i];
+                t->name = ctx->rt.input_topics.v[i];
+                const rd_kafka_metadata_t *md = NULL;
+                rd_kafka_topic_t *rkt = rd_kafka_topic_new(ctx->rk, t->name, NULL);
+                rd_kafka_resp_err_t err =
+                    rd_kafka_metadata(ctx->rk, 0, rkt, &md, (int)ctx->rt.kafka_timeout_ms);
+                rd_kafka_topic_destroy(rkt);
+                if (err) {
+                        snprintf(errstr, errstr_size,
+                                 "kafka: no metadata for topic %s within kafka.timeout.ms=%" PRId64
+                                 " (%s): are kafka.bootstrap.servers right and the brokers up?",
+                                 t->name, ctx->rt.kafka_timeout_ms, rd_kafka_err2str(err));
+                        return -1;
+                }
+                int n = md->topic_cnt == 1 ? md->topics[0].partition_cnt : 0;
+                rd_kafka_resp_err_t terr = md->topic_cnt == 1 ? md->topics[0].err : 0;
+                rd_kafka_metadata_destroy(md);
+                if (terr || n <= 0) {
+                        snprintf(errstr, errstr_size,
+                                 "input topic %s: %s (input.topics names topics that must exist)",
+                                 t->name, terr ? rd_kafka_err2str(terr) : "no partitions");
+                        return -1;
+                }
+                part_get(ctx, t, n - 1);
+        }
+        return 0;
+}
+
+static int parse_i64(const char *s, int64_t *v)
+{
+        char *end;
+        errno = 0;
+        long long n = strtoll(s, &end, 10);
+        if (errno || end == s || *end)
+                return -1;
+        *v = n;
+        return 0;
+}
+
+/* Sets up a bounded replay: start and bound of every partition, then assign(). */
+static int replay_setup(eddy_ctx_t *ctx, char *errstr, size_t errstr_size)
+{
+        const char *from = ctx->args->from, *until = ctx->args->until;
+        int64_t from_ts = -1, until_ts = -1;
+        int explicit = from && strchr(from, ':');
+        if (from && !explicit && strcmp(from, "earliest") && parse_i64(from, &from_ts)) {
+                snprintf(errstr, errstr_size,
+                         "--from %s: expected earliest, an epoch time in ms, or "
+                         "topic:partition:offset,...",
+                         from);
+                return -2;
+        }
+        if (until && strcmp(until, "end") && parse_i64(until, &until_ts)) {
+                snprintf(errstr, errstr_size, "--until %s: expected end or an epoch time in ms",
+                         until);
+                return -2;
+        }
+        rd_kafka_topic_partition_list_t *as = rd_kafka_topic_partition_list_new(32);
+        int tm = (int)ctx->rt.kafka_timeout_ms;
+        for (int ti = 0; ti < ctx->ntopics; ti++) {
+                topic_t *t = &ctx->topics[ti];
+                for (int p = 0; p < t->nparts; p++) {
+                        part_t *pt = &t->parts[p];
+                        int64_t lo, hi;
+                        rd_kafka_resp_err_t err =
+                            rd_kafka_query_watermark_offsets(ctx->rk, t->name, p, &lo, &hi, tm);
+                        if (err) {
+                                snprintf(errstr, errstr_size, "watermarks of %s/%d: %s", t->name,
+                                         p, rd_kafka_err2str(err));
+                                goto fail;
+                        }
+                        int64_t start = -1;
+                        if (explicit) {
+                                /* topic:partition:offset entries; others keep their state */
+                                char pat[600];
+                                snprintf(pat, sizeof(pat), "%s:%d:", t->name, p);
+                                const char *s = from;
+                                while (s && *s) {
+                                        if (!strncmp(s, pat, strlen(pat))) {
+                                                char num[32];
+                                                size_t n = strcspn(s + strlen(pat), ",");
+                                                snprintf(num, sizeof(num), "%.*s", (int)n,
+                                                         s + strlen(pat));
+                                                if (parse_i64(num, &start) || start < 0) {
+                                                        snprintf(errstr, errstr_size,
+                                                                 "--from: bad offset \"%s\"", num);
+                                                        rd_kafka_topic_partition_list_destroy(as);
+                                                        return -2;
+                                                }
+                                        }
+                                        s = strchr(s, ',');
+                                        if (s)
+                                                s++;
+                                }
+                        } else if (from && !strcmp(from, "earliest")) {
+                                start = lo;
+                        } else if (from) {
+                                rd_kafka_topic_partition_list_t *q =
+                                    rd_kafka_topic_partition_list_new(1);
+                                rd_kafka_topic_partition_list_add(q, t->name, p)->offset = from_ts;
+                                rd_kafka_offsets_for_times(ctx->rk, q, tm);
+                                start = q->elems[0].offset >= 0 ? q->elems[0].offset : hi;
+                                rd_kafka_topic_partition_list_destroy(q);
+                        }
+                        if (start >= 0) {
+                                /* a replay recomputes: the partition's old state goes */
+                                eddy_state_drop_partition(ctx->st, p);
+                                ctx->scopes[p].loaded = 0;
+                                for (int tj = 0; tj < ctx->ntopics; tj++)
+                                        if (p < ctx->topics[tj].nparts)
+                                                eddy_state_offset_set(ctx->st,
+                                                                      ctx->topics[tj].name, p, 0);
+                        } else {
+                                int64_t off;
+                                if (start_offset(ctx, t->name, p, &off)) {
+                                        snprintf(errstr, errstr_size, "no start for %s/%d",
+                                                 t->name, p);
+                                        goto fail;
+                                }
+                                start = off == RD_KAFKA_OFFSET_BEGINNING ? lo
+                                        : off == RD_KAFKA_OFFSET_END     ? hi
+                                                                         : off;
+                        }
+                        if (start < lo)
+                                start = lo;
+                        int64_t bound = -1;
+                        if (until && !strcmp(until, "end"))
+                                bound = hi;
+                        else if (until) {
+                                rd_kafka_topic_partition_list_t *q =
+                                    rd_kafka_topic_partition_list_new(1);
+                                rd_kafka_topic_partition_list_add(q, t->name, p)->offset =
+                                    until_ts;
+                                rd_kafka_offsets_for_times(ctx->rk, q, tm);
+                                bound = q->elems[0].offset >= 0 ? q->elems[0].offset : hi;
+                                rd_kafka_topic_partition_list_destroy(q);
+                        }
+                        pt->assigned = 1;
+                        pt->next = start;
+                        pt->start = start;
+                        pt->bound = bound;
+                        pt->done = bound >= 0 && start >= bound;
+                        if (bound > start)
+                                ctx->replay_total += bound - start;
+                        if (!pt->done)
+                                rd_kafka_topic_partition_list_add(as, t->name, p)->offset = start;
+                }
+        }
+        /* the dropped state and the new start offsets are committed before any event */
+        if (eddy_state_pending(ctx->st) && eddy_state_commit(ctx->st, errstr, errstr_size))
+                goto fail;
+        rd_kafka_assign(ctx->rk, as);
+        rd_kafka_topic_partition_list_destroy(as);
+        return 0;
+fail:
+        rd_kafka_topic_partition_list_destroy(as);
+        return -1;
+}
+
+static int replay_finished(eddy_ctx_t *ctx)
+{
+        for (int t = 0; t < ctx->ntopics; t++)
+                for (int p = 0; p < ctx->topics[t].nparts; p++) {
+                        part_t *pt = &ctx->topics[t].parts[p];
+                        if (pt->assigned && !pt->done)
+                                return 0;
+                }
+        return 1;
+}
+
+static void progress(eddy_ctx_t *ctx, int64_t t0, int final)
+{
+        double secs = (double)(now_ms() - t0) / 1000.0;
+        double rate = secs > 0 ? (double)ctx->replay_done / secs : 0;
+        int64_t left = ctx->replay_total - ctx->replay_done;
+        double eta = rate > 0 && left > 0 ? (double)left / rate : 0;
+        fprintf(stderr, "\rreplay: %" PRId64 "/%" PRId64 " events (%.1f%%), %.0f ev/s, ETA %d:%02d%s",
+                ctx->replay_done, ctx->replay_total,
+                ctx->replay_total ? 100.0 * (double)ctx->replay_done / (double)ctx->replay_total
+                                  : 100.0,
+                rate, (int)eta / 60, (int)eta % 60, final ? "\n" : "   ");
+}
+
+static void ctx_free(eddy_ctx_t *ctx)
+{
+        if (ctx->self && ctx->proc->close)
+                ctx->proc->close(ctx->self);
+        if (ctx->rk)
+                rd_kafka_destroy(ctx->rk);
+        if (ctx->prod) {
+                rd_kafka_flush(ctx->prod, 5000);
+                rd_kafka_destroy(ctx->prod);
+        }
+        eddy_redis_destroy(ctx->redis);
+        eddy_state_close(ctx->st);
+        for (int i = 0; i < ctx->ntopics; i++)
+                free(ctx->topics[i].parts);
+        free(ctx->topics);
+        free(ctx->scopes);
+        free(ctx->arena.p);
+        free(ctx->rops);
+        free(ctx->expects);
+        free(ctx->dlq.p);
+        free(ctx->done_seqs);
+        eddy_conf_free(eddy_rt_props, &ctx->rt);
+        if (ctx->pconf) {
+                eddy_conf_free(ctx->proc->props, ctx->pconf);
+                free(ctx->pconf);
+        }
+}
+
+/* Loads config, opens state and (optionally) Redis and Kafka. @returns an exit code or -1. */
+static int ctx_init(eddy_ctx_t *ctx, const eddy_job_args_t *a, int want_kafka, int want_redis)
+{
+        char err[1024];
+        memset(ctx, 0, sizeof(*ctx));
+        ctx->args = a;
+        ctx->proc = a->proc;
+        ctx->pconf = calloc(1, a->proc->conf_size ? a->proc->conf_size : 1);
+        ctx->lg.level = LOG_INFO;
+        if (eddy_conf_load(a->conf_path, a->overrides, a->noverrides, a->proc->name,
+                           a->proc->default_input, &ctx->rt, a->proc->props, ctx->pconf, err,
+                           sizeof(err))) {
+                fprintf(stderr, "eddy: %s\n", err);
+                return 2;
+        }
+        int lvl = eddy_log_level(ctx->rt.log_level);
+        if (lvl < 0) {
+                fprintf(stderr, "eddy: log.level: expected debug, info, notice, warning or err, "
+                                "got \"%s\"\n",
+                        ctx->rt.log_level);
+                return 2;
+        }
+        ctx->lg.level = lvl;
+        snprintf(ctx->lg.job, sizeof(ctx->lg.job), "%s", ctx->rt.job_name);
+        ctx->replay = a->from || a->until;
+
+        eddy_state_opts_t so = {ctx->rt.state_cache_mb, ctx->rt.state_block_cache_mb,
+                                ctx->rt.state_write_buffer_mb, ctx->rt.state_sync};
+        ctx->st = eddy_state_open(ctx->rt.state_dir, &so, err, sizeof(err));
+        if (!ctx->st) {
+                eddy__log(&ctx->lg, LOG_ERR, "STATE", "%s", err);
+                return 1;
+        }
+        if (want_redis) {
+                char fence[1024];
+                size_t fl = (size_t)snprintf(fence, sizeof(fence), "%s%s:",
+                                             ctx->rt.redis_fence_prefix, ctx->rt.job_name);
+                for (size_t i = 0; i < ctx->rt.input_topics.n && fl < sizeof(fence); i++)
+                        fl += (size_t)snprintf(fence + fl, sizeof(fence) - fl, "%s%s",
+                                               i ? "," : "", ctx->rt.input_topics.v[i]);
+                if (fl < sizeof(fence))
+                        snprintf(fence + fl, sizeof(fence) - fl, ":");
+                ctx->redis = eddy_redis_new(ctx->rt.redis_url, (int)ctx->rt.redis_timeout_ms,
+                                            fence, (int)ctx->rt.redis_chunk_keys, &ctx->lg, err,
+                                            sizeof(err));
+                if (!ctx->redis) {
+                        fprintf(stderr, "eddy: %s\n", err);
+                        return 2;
+                }
+        }
+        if (want_kafka) {
+                if (!(ctx->rk = kafka_new(ctx, 1, err, sizeof(err))) ||
+                    !(ctx->prod = kafka_new(ctx, 0, err, sizeof(err)))) {
+                        fprintf(stderr, "eddy: %s\n", err);
+                        return 2;
+                }
+        }
+        if (ctx->proc->init(ctx, ctx->pconf, &ctx->self, err, sizeof(err)) != 0) {
+                fprintf(stderr, "eddy: %s\n", err);
+                return 2;
+        }
+        return -1;
+}
+
+/* ---------------------------------------------------------------- reconciliation */
+
+struct recon_cmp {
+        eddy_ctx_t *ctx;
+        rop_t *exp;
+        int64_t redis_fixed, redis_drift;
+};
+
+static void recon_cmp_cb(void *opaque, size_t i, const char *v, size_t vl)
+{
+        struct recon_cmp *rc = opaque;
+        rop_t *e = &rc->exp[i];
+        const char *want = (const char *)rc->ctx->arena.p + e->voff;
+        int same = e->op == EDDY_ROP_DEL ? v == NULL
+                                         : (v && vl == e->vlen && !memcmp(v, want, vl));
+        if (same)
+                return;
+        /* numeric drift where both sides are numbers; otherwise count 1 */
+        char a[32] = "0", b[32] = "0";
+        if (v && vl < sizeof(a))
+                snprintf(a, sizeof(a), "%.*s", (int)vl, v);
+        if (e->op == EDDY_ROP_SET && e->vlen < sizeof(b))
+                snprintf(b, sizeof(b), "%.*s", (int)e->vlen, want);
+        char *ea, *eb;
+        long long x = strtoll(a, &ea, 10), y = strtoll(b, &eb, 10);
+        rc->redis_drift += (*ea || *eb) ? 1 : (x > y ? x - y : y - x);
+        rc->redis_fixed++;
+        const char *key = (const char *)rc->ctx->arena.p + e->koff;
+        if (e->op == EDDY_ROP_SET)
+                add_rop(rc->ctx, &rc->ctx->rops, &rc->ctx->nrops, &rc->ctx->rops_cap,
+                        e->partition, EDDY_ROP_SET, key, e->klen, want, e->vlen);
+        else
+                add_rop(rc->ctx, &rc->ctx->rops, &rc->ctx->nrops, &rc->ctx->rops_cap,
+                        e->partition, EDDY_ROP_DEL, key, e->klen, NULL, 0);
+}
+
+/* Partitions with state: those with a stored offset for the first input topic. */
+static int recon_partitions(eddy_ctx_t *ctx, int32_t **out)
+{
+        int n = 0;
+        int32_t *v = NULL;
+        for (int32_t p = 0; p < 1 << 16; p++) {
+                int64_t off;
+                int found = 0;
+                for (size_t t = 0; t < ctx->rt.input_topics.n; t++)
+                        if (eddy_state_offset_get(ctx->st, ctx->rt.input_topics.v[t], p, &off) == 1)
+                                found = 1;
+                if (!found) {
+                        if (p > 4096 && p > (n ? v[n - 1] : 0) + 4096)
+                                break;
+                        continue;
+                }
+                v = xrealloc(v, (size_t)(n + 1) * sizeof(*v));
+                v[n++] = p;
+        }
+        *out = v;
+        return n;
+}
+
+/* Recomputes every aggregate, fixes state and Redis, reports. @returns 0 or -1. */
+static int reconcile_all(eddy_ctx_t *ctx, FILE *report)
+{
+        char err[512];
+        if (!ctx->proc->reconcile) {
+                eddy__log(&ctx->lg, LOG_ERR, "RECONCILE", "%s has no reconciliation",
+                          ctx->proc->name);
+                return -1;
+        }
+        int32_t *parts;
+        int np = recon_partitions(ctx, &parts);
+        eddy_reconcile_stats_t tot = {0, 0, 0};
+        int64_t redis_fixed = 0, redis_drift = 0;
+        for (int i = 0; i < np; i++) {
+                int32_t p = parts[i];
+                /* the fence position of the partition is its stored position */
+                for (int t = 0; t < ctx->ntopics; t++) {
+                        part_t *pt = part_get(ctx, &ctx->topics[t], p);
+                        int64_t off;
+                        if (eddy_state_offset_get(ctx->st, ctx->topics[t].name, p, &off) == 1)
+                                pt->next = off;
+                }
+                eddy_reconcile_stats_t s = {0, 0, 0};
+                if (ctx->proc->reconcile(ctx->self, ctx, p, &s) != 0) {
+                        free(parts);
+                        return -1;
+                }
+                tot.checked += s.checked;
+                tot.corrected += s.corrected;
+                tot.drift += s.drift;
+                eddy_redis_op_t *keys = xrealloc(NULL, ctx->nexpects * sizeof(*keys));
+                for (size_t k = 0; k < ctx->nexpects; k++) {
+                        keys[k].key = (const char *)ctx->arena.p + ctx->expects[k].koff;
+                        keys[k].klen = ctx->expects[k].klen;
+                }
+                struct recon_cmp rc = {ctx, ctx->expects, 0, 0};
+                int r = ctx->redis ? eddy_redis_get_each(ctx->redis, keys, ctx->nexpects,
+                                                         recon_cmp_cb, &rc, &eddy_stop)
+                                   : 0;
+                free(keys);
+                if (r) {
+                        free(parts);
+                        return -1;
+                }
+                redis_fixed += rc.redis_fixed;
+                redis_drift += rc.redis_drift;
+                ctx->nexpects = 0;
+                if (ctx->nrops || eddy_state_pending(ctx->st)) {
+                        buf_t entry = {0};
+                        uint64_t seq = 0;
+                        if (ctx->nrops) {
+                                encode_entry(ctx, ctx->rops, ctx->nrops, &entry);
+                                seq = eddy_state_outbox_add(ctx->st, entry.p, entry.len);
+                        }
+                        if (eddy_state_commit(ctx->st, err, sizeof(err))) {
+                                eddy__log(&ctx->lg, LOG_ERR, "STATE", "%s", err);
+                                free(entry.p);
+                                free(parts);
+                                return -1;
+                        }
+                        if (ctx->nrops) {
+                                entry_view_t v = {NULL, 0};
+                                int dr = deliver(ctx, entry.p, entry.len, &v);
+                                free(v.ops);
+                                if (dr == 0)
+                                        eddy_state_outbox_done(ctx->st, seq);
+                        }
+                        free(entry.p);
+                }
+                ctx->arena.len = 0;
+                ctx->nrops = 0;
+        }
+        free(parts);
+        if (eddy_state_pending(ctx->st) && eddy_state_commit(ctx->st, err, sizeof(err)))
+                return -1;
+        fprintf(report,
+                "reconcile %s: partitions=%d checked=%" PRId64 " state_corrected=%" PRId64
+                " state_drift=%" PRId64 " redis_corrected=%" PRId64 " redis_drift=%" PRId64
+                " corrected=%" PRId64 " drift=%" PRId64 "\n",
+                ctx->rt.job_name, np, tot.checked, tot.corrected, tot.drift, redis_fixed,
+                redis_drift, tot.corrected + redis_fixed, tot.drift + redis_drift);
+        fflush(report);
+        return 0;
+}
+
+int eddy_runtime_reconcile(const eddy_job_args_t *a)
+{
+        eddy_ctx_t ctx;
+        int rc = ctx_init(&ctx, a, 0, 1);
+        if (rc < 0) {
+                ctx.ntopics = (int)ctx.rt.input_topics.n;
+                ctx.topics = calloc((size_t)ctx.ntopics, sizeof(*ctx.topics));
+                for (int i = 0; i < ctx.ntopics; i++)
+                        ctx.topics[i].name = ctx.rt.input_topics.v[i];
+                rc = redeliver_all(&ctx) == 0 && reconcile_all(&ctx, stdout) == 0 ? 0 : 1;
+        }
+        ctx_free(&ctx);
+        return rc;
+}
+
+/* ---------------------------------------------------------------- the job */
+
+int eddy_runtime_run(const eddy_job_args_t *a)
+{
+        eddy_ctx_t ctx;
+        char err[1024];
+        int rc = ctx_init(&ctx, a, 1, 1);
+        if (rc >= 0)
+                goto out;
+        rc = 1;
+        if (load_topics(&ctx, err, sizeof(err))) {
+                eddy__log(&ctx.lg, LOG_ERR, "KAFKA", "%s", err);
+                goto out;
+        }
+        /* outputs committed before a crash go out before anything new is read */
+        if (redeliver_all(&ctx) != 0) {
+                rc = eddy_stop ? 0 : 1;
+                goto out;
+        }
+        if (ctx.replay) {
+                int r = replay_setup(&ctx, err, sizeof(err));
+                if (r) {
+                        eddy__log(&ctx.lg, LOG_ERR, "REPLAY", "%s", err);
+                        rc = r == -2 ? 2 : 1;
+                        goto out;
+                }
+        } else {
+                rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(4);
+                for (int i = 0; i < ctx.ntopics; i++)
+                        rd_kafka_topic_partition_list_add(sub, ctx.topics[i].name,
+                                                          RD_KAFKA_PARTITION_UA);
+                rd_kafka_resp_err_t e = rd_kafka_subscribe(ctx.rk, sub);
+                rd_kafka_topic_partition_list_destroy(sub);
+                if (e) {
+                        eddy__log(&ctx.lg, LOG_ERR, "KAFKA", "subscribe: %s", rd_kafka_err2str(e));
+                        goto out;
+                }
+        }
+        eddy__log(&ctx.lg, LOG_NOTICE, "RUN",
+                  "%s running: state.dir=%s batch.max.events=%" PRId64 " batch.max.ms=%" PRId64
+                  "%s",
+                  ctx.proc->name, ctx.rt.state_dir, ctx.rt.batch_max_events, ctx.rt.batch_max_ms,
+                  ctx.replay ? " (bounded replay)" : "");
+        int64_t t0 = now_ms(), last_progress = t0, last_recon = t0;
+        int failed = 0;
+        while (!eddy_stop && !failed) {
+                if (ctx.replay && replay_finished(&ctx))
+                        break;
+                int64_t deadline = now_ms() + ctx.rt.batch_max_ms;
+                while (ctx.batch_events < ctx.rt.batch_max_events && !eddy_stop) {
+                        int64_t left = deadline - now_ms();
+                        if (left < 0)
+                                break;
+                        rd_kafka_message_t *m = rd_kafka_consumer_poll(ctx.rk, (int)left);
+                        if (!m)
+                                continue;
+                        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                                topic_t *t = topic_find(&ctx, rd_kafka_topic_name(m->rkt), NULL);
+                                part_t *pt = t ? part_get(&ctx, t, m->partition) : NULL;
+                                if (pt && pt->bound >= 0 && m->offset >= pt->bound)
+                                        pt->done = 1;
+                        } else if (m->err) {
+                                int fatal = m->err == RD_KAFKA_RESP_ERR__FATAL;
+                                eddy__log(&ctx.lg, fatal ? LOG_ERR : LOG_WARNING, "KAFKA",
+                                          "consumer: %s", rd_kafka_message_errstr(m));
+                                if (fatal)
+                                        failed = 1;
+                        } else if (process_msg(&ctx, m) != 0) {
+                                failed = 1;
+                        }
+                        rd_kafka_message_destroy(m);
+                        if (failed || ctx.fatal || (ctx.replay && replay_finished(&ctx)))
+                                break;
+                }
+                if (failed || ctx.fatal) {
+                        failed = 1;
+                        break;
+                }
+                if (commit_batch(&ctx) != 0) {
+                        failed = 1;
+                        break;
+                }
+                if (ctx.rt.reconcile_interval_ms > 0 &&
+                    now_ms() - last_recon >= ctx.rt.reconcile_interval_ms && !ctx.replay) {
+                        last_recon = now_ms();
+                        /* runs on the runtime's thread, between batches: sees committed state */
+                        FILE *devnull = fopen("/dev/null", "w");
+                        if (reconcile_all(&ctx, ctx.lg.level >= LOG_INFO ? stderr : devnull))
+                                failed = 1;
+                        if (devnull)
+                                fclose(devnull);
+                }
+                if (a->progress && ctx.replay && now_ms() - last_progress >= 1000) {
+                        last_progress = now_ms();
+                        progress(&ctx, t0, 0);
+                }
+        }
+        if (!failed && commit_batch(&ctx) != 0)
+                failed = 1;
+        /* the done-marks of the last delivery */
+        if (!failed && ctx.ndone) {
+                for (size_t i = 0; i < ctx.ndone; i++)
+                        eddy_state_outbox_done(ctx.st, ctx.done_seqs[i]);
+                ctx.ndone = 0;
+                if (eddy_state_commit(ctx.st, err, sizeof(err)))
+                        failed = 1;
+        }
+        if (a->progress && ctx.replay)
+                progress(&ctx, t0, 1);
+        if (!ctx.replay)
+                rd_kafka_consumer_close(ctx.rk);
+        eddy__log(&ctx.lg, LOG_NOTICE, "RUN",
+                  "stopped: events=%" PRId64 " dead_lettered=%" PRId64 " batches=%" PRId64 "%s",
+                  ctx.events_in, ctx.events_dlq, ctx.batches, failed ? " (on an error)" : "");
+        rc = failed || ctx.fatal ? 1 : 0;
+out:
+        ctx_free(&ctx);
+        return rc;
+}
+
+/* ---------------------------------------------------------------- eddy state */
+
+static void print_escaped(FILE *fp, const void *p, size_t n)
+{
+        const unsigned char *s = p;
+        for (size_t i = 0; i < n; i++) {
+                if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\')
+                        fputc(s[i], fp);
+                else
+                        fprintf(fp, "\\x%02x", s[i]);
+        }
+}
+
+static int dump_cb(void *opaque, const void *k, size_t kl, const void *v, size_t vl)
+{
+        FILE *fp = opaque;
+        const unsigned char *key = k;
+        if (kl >= 5 && key[0] == EDDY_NS_STATE) {
+                uint32_t p = (uint32_t)key[1] << 24 | key[2] << 16 | key[3] << 8 | key[4];
+                fprintf(fp, "state p=%" PRIu32 " key=", p);
+                print_escaped(fp, key + 5, kl - 5);
+        } else {
+                fprintf(fp, "meta key=");
+                print_escaped(fp, k, kl);
+        }
+        fprintf(fp, " value=");
+        print_escaped(fp, v, vl < 256 ? vl : 256);
+        fputc('\n', fp);
+        return 0;
+}
+
+struct pending_count {
+        int n;
+        size_t bytes;
+};
+
+static int pending_cb(void *opaque, uint64_t seq, const void *e, size_t len)
+{
+        struct pending_count *pc = opaque;
+        pc->n++;
+        pc->bytes += len;
+        printf("outbox pending seq=%" PRIu64 " bytes=%zu\n", seq, len);
+        return 0;
+}
+
+int eddy_runtime_state_cmd(const eddy_job_args_t *a, const char *what)
+{
+        eddy_ctx_t ctx;
+        int rc = ctx_init(&ctx, a, 0, 0);
+        if (rc >= 0)
+                goto out;
+        rc = 0;
+        if (!strcmp(what, "offsets")) {
+                for (size_t t = 0; t < ctx.rt.input_topics.n; t++)
+                        for (int32_t p = 0; p < 4096; p++) {
+                                int64_t off;
+                                if (eddy_state_offset_get(ctx.st, ctx.rt.input_topics.v[t], p,
+                                                          &off) == 1)
+                                        printf("%s\t%" PRId32 "\t%" PRId64 "\n",
+                                               ctx.rt.input_topics.v[t], p, off);
+                        }
+        } else if (!strcmp(what, "stats")) {
+                eddy_state_stats_t s;
+                eddy_state_stats(ctx.st, &s);
+                struct pending_count pc = {0, 0};
+                eddy_state_outbox_scan(ctx.st, pending_cb, &pc);
+                printf("state.dir %s\nrocksdb.estimate-num-keys %s\nrocksdb.live-data-bytes %s\n"
+                       "rocksdb.memtables-bytes %s\noutbox.pending %d\noutbox.pending-bytes %zu\n",
+                       ctx.rt.state_dir, s.rocksdb_keys, s.rocksdb_live_bytes, s.memtables_bytes,
+                       pc.n, pc.bytes);
+        } else if (!strcmp(what, "dump")) {
+                eddy_state_dump(ctx.st, dump_cb, stdout);
+        } else {
+                fprintf(stderr, "eddy state: expected offsets, stats or dump, got \"%s\"\n", what);
+                rc = 2;
+        }
+out:
+        ctx_free(&ctx);
+        return rc;
+}

@@ -1,0 +1,713 @@
+/* state.c: the RocksDB store: partition-scoped keys, a write-back cache, atomic commits.
+ *
+ * Every RocksDB key starts with a namespace byte (state.h). Processor state lives under
+ * 'S' + partition (4 bytes, big-endian) + the processor's key, so one partition's state is
+ * one contiguous range that can be dropped, exported or restored on its own.
+ *
+ * Reads and writes of processor state go through an in-memory cache (open addressing,
+ * linear probing). A write marks the entry dirty; nothing reaches RocksDB before
+ * eddy_state_commit(), which puts every dirty entry, the offsets, fences and outbox
+ * changes into one WriteBatch and writes it at once. So a key written by many events of a
+ * batch costs one RocksDB write, a hot key costs no RocksDB read, and a crash leaves the
+ * store exactly at the last commit. Absent keys are cached too (bloom filters make the
+ * first miss cheap, the cache makes the next ones free). Clean entries are evicted with a
+ * CLOCK sweep when the cache passes its budget; dirty ones never are. */
+#include "state.h"
+
+#include <errno.h>
+#include <rocksdb/c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define ENT_PRESENT 0x1
+#define ENT_DIRTY   0x2
+#define ENT_REF     0x4
+
+typedef struct ent_s {
+        uint64_t hash;
+        uint32_t klen, vlen, vcap;
+        uint8_t flags;
+        char *buf; /* key bytes (klen) then value bytes (vcap) */
+} ent_t;
+
+struct eddy_state_s {
+        rocksdb_t *db;
+        rocksdb_options_t *opts;
+        rocksdb_block_based_table_options_t *topts;
+        rocksdb_cache_t *block_cache;
+        rocksdb_filterpolicy_t *filter;
+        rocksdb_readoptions_t *ropts;
+        rocksdb_writeoptions_t *wopts;
+        rocksdb_writebatch_t *wb; /* meta changes of the next commit */
+        int wb_ops;
+
+        ent_t **slots; /* the cache */
+        size_t nslots, nents;
+        size_t bytes, budget;
+        ent_t **dirty;
+        size_t ndirty, dirty_cap;
+        uint64_t outbox_next;
+
+        char *kbuf; /* scratch for full keys */
+        size_t kbuf_cap;
+
+        eddy_state_stats_t stats;
+};
+
+static uint64_t hash_bytes(const void *p, size_t n)
+{
+        /* FNV-1a over 8-byte words, then a final mix: fast, and good enough for a cache. */
+        const unsigned char *s = p;
+        uint64_t h = 0xcbf29ce484222325ULL ^ n;
+        while (n >= 8) {
+                uint64_t w;
+                memcpy(&w, s, 8);
+                h = (h ^ w) * 0x100000001b3ULL;
+                h ^= h >> 29;
+                s += 8;
+                n -= 8;
+        }
+        while (n--)
+                h = (h ^ *s++) * 0x100000001b3ULL;
+        h ^= h >> 33;
+        h *= 0xff51afd7ed558ccdULL;
+        h ^= h >> 33;
+        return h;
+}
+
+static void put_be32(unsigned char *p, uint32_t v)
+{
+        p[0] = v >> 24;
+        p[1] = v >> 16;
+        p[2] = v >> 8;
+        p[3] = v;
+}
+
+static void put_be64(unsigned char *p, uint64_t v)
+{
+        for (int i = 7; i >= 0; i--, v >>= 8)
+                p[i] = (unsigned char)v;
+}
+
+static uint64_t get_be64(const unsigned char *p)
+{
+        uint64_t v = 0;
+        for (int i = 0; i < 8; i++)
+                v = (v << 8) | p[i];
+        return v;
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+        void *q = realloc(p, n);
+        if (!q) {
+                fputs("eddy: out of memory\n", stderr);
+                abort();
+        }
+        return q;
+}
+
+/* The full RocksDB key of a processor key, in st->kbuf. */
+static const char *state_key(eddy_state_t *st, int32_t partition, const void *key, size_t klen,
+                             size_t *outlen)
+{
+        if (st->kbuf_cap < klen + 5) {
+                st->kbuf_cap = (klen + 5) * 2;
+                st->kbuf = xrealloc(st->kbuf, st->kbuf_cap);
+        }
+        st->kbuf[0] = EDDY_NS_STATE;
+        put_be32((unsigned char *)st->kbuf + 1, (uint32_t)partition);
+        if (klen)
+                memcpy(st->kbuf + 5, key, klen);
+        *outlen = klen + 5;
+        return st->kbuf;
+}
+
+static size_t ent_bytes(const ent_t *e)
+{
+        return sizeof(*e) + e->klen + e->vcap + 16;
+}
+
+static int copy_err(char *err, const char *what, char *errstr, size_t errstr_size)
+{
+        snprintf(errstr, errstr_size, "%s: %s", what, err);
+        free(err);
+        return -1;
+}
+
+eddy_state_t *eddy_state_open(const char *dir, const eddy_state_opts_t *o, char *errstr,
+                              size_t errstr_size)
+{
+        char *err = NULL;
+        eddy_state_t *st = calloc(1, sizeof(*st));
+        if (!st) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+
+        /* mkdir -p dir */
+        char path[4096];
+        if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path)) {
+                snprintf(errstr, errstr_size, "state.dir is too long");
+                free(st);
+                return NULL;
+        }
+        for (char *p = path + 1; *p; p++) {
+                if (*p == '/') {
+                        *p = '\0';
+                        mkdir(path, 0755);
+                        *p = '/';
+                }
+        }
+        if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+                snprintf(errstr, errstr_size, "can not create state.dir %s: %s", dir,
+                         strerror(errno));
+                free(st);
+                return NULL;
+        }
+
+        st->opts = rocksdb_options_create();
+        rocksdb_options_set_create_if_missing(st->opts, 1);
+        rocksdb_options_increase_parallelism(st->opts, 2);
+        rocksdb_options_set_max_background_jobs(st->opts, 2);
+        rocksdb_options_set_write_buffer_size(st->opts, (size_t)o->write_buffer_mb << 20);
+        rocksdb_options_set_max_write_buffer_number(st->opts, 3);
+        rocksdb_options_set_level_compaction_dynamic_level_bytes(st->opts, 1);
+        rocksdb_options_set_compression(st->opts, rocksdb_lz4_compression);
+        rocksdb_options_set_max_open_files(st->opts, 512);
+        rocksdb_options_set_keep_log_file_num(st->opts, 3);
+        rocksdb_options_set_info_log_level(st->opts, 2 /* WARN */);
+        st->topts = rocksdb_block_based_options_create();
+        st->block_cache = rocksdb_cache_create_lru((size_t)o->block_cache_mb << 20);
+        rocksdb_block_based_options_set_block_cache(st->topts, st->block_cache);
+        st->filter = rocksdb_filterpolicy_create_bloom_full(10);
+        rocksdb_block_based_options_set_filter_policy(st->topts, st->filter);
+        rocksdb_block_based_options_set_cache_index_and_filter_blocks(st->topts, 1);
+        rocksdb_block_based_options_set_pin_top_level_index_and_filter(st->topts, 1);
+        rocksdb_block_based_options_set_format_version(st->topts, 5);
+        rocksdb_options_set_block_based_table_factory(st->opts, st->topts);
+
+        st->db = rocksdb_open(st->opts, dir, &err);
+        if (!st->db) {
+                if (err && strstr(err, "lock"))
+                        snprintf(errstr, errstr_size,
+                                 "state.dir %s is in use by another eddy process (%s)", dir,
+                                 err);
+                else
+                        snprintf(errstr, errstr_size, "can not open state.dir %s: %s", dir,
+                                 err ? err : "?");
+                free(err);
+                eddy_state_close(st);
+                return NULL;
+        }
+        st->ropts = rocksdb_readoptions_create();
+        st->wopts = rocksdb_writeoptions_create();
+        rocksdb_writeoptions_set_sync(st->wopts, o->sync);
+        st->wb = rocksdb_writebatch_create();
+        st->budget = (size_t)o->cache_mb << 20;
+        st->nslots = 1024;
+        st->slots = calloc(st->nslots, sizeof(*st->slots));
+
+        /* The outbox sequence continues after the last committed entry. */
+        rocksdb_iterator_t *it = rocksdb_create_iterator(st->db, st->ropts);
+        char hi[1] = {EDDY_NS_OUTBOX + 1};
+        rocksdb_iter_seek_for_prev(it, hi, 1);
+        if (rocksdb_iter_valid(it)) {
+                size_t kl;
+                const char *k = rocksdb_iter_key(it, &kl);
+                if (kl == 9 && k[0] == EDDY_NS_OUTBOX)
+                        st->outbox_next = get_be64((const unsigned char *)k + 1) + 1;
+        }
+        rocksdb_iter_destroy(it);
+        return st;
+}
+
+static void ent_free(ent_t *e)
+{
+        if (e) {
+                free(e->buf);
+                free(e);
+        }
+}
+
+void eddy_state_close(eddy_state_t *st)
+{
+        if (!st)
+                return;
+        for (size_t i = 0; st->slots && i < st->nslots; i++)
+                ent_free(st->slots[i]);
+        free(st->slots);
+        free(st->dirty);
+        free(st->kbuf);
+        if (st->wb)
+                rocksdb_writebatch_destroy(st->wb);
+        if (st->db)
+                rocksdb_close(st->db);
+        if (st->ropts)
+                rocksdb_readoptions_destroy(st->ropts);
+        if (st->wopts)
+                rocksdb_writeoptions_destroy(st->wopts);
+        if (st->opts)
+                rocksdb_options_destroy(st->opts);
+        if (st->topts)
+                rocksdb_block_based_options_destroy(st->topts);
+        if (st->block_cache)
+                rocksdb_cache_destroy(st->block_cache);
+        /* the filter policy is owned by the table options once set */
+        free(st);
+}
+
+/* ---- the cache ---- */
+
+static ent_t **slot_find(eddy_state_t *st, uint64_t h, const char *k, size_t kl)
+{
+        size_t mask = st->nslots - 1;
+        for (size_t i = h & mask;; i = (i + 1) & mask) {
+                ent_t *e = st->slots[i];
+                if (!e || (e->hash == h && e->klen == kl && memcmp(e->buf, k, kl) == 0))
+                        return &st->slots[i];
+        }
+}
+
+static void table_rebuild(eddy_state_t *st, size_t nslots)
+{
+        ent_t **old = st->slots;
+        size_t oldn = st->nslots;
+        st->slots = calloc(nslots, sizeof(*st->slots));
+        if (!st->slots) {
+                fputs("eddy: out of memory\n", stderr);
+                abort();
+        }
+        st->nslots = nslots;
+        for (size_t i = 0; i < oldn; i++) {
+                ent_t *e = old[i];
+                if (e)
+                        *slot_find(st, e->hash, e->buf, e->klen) = e;
+        }
+        free(old);
+}
+
+static void ent_set_value(eddy_state_t *st, ent_t *e, const void *v, size_t vl)
+{
+        if (vl > e->vcap) {
+                st->bytes -= ent_bytes(e);
+                e->vcap = (uint32_t)(vl < 16 ? 16 : vl);
+                e->buf = xrealloc(e->buf, e->klen + e->vcap);
+                st->bytes += ent_bytes(e);
+        }
+        if (vl)
+                memcpy(e->buf + e->klen, v, vl);
+        e->vlen = (uint32_t)vl;
+}
+
+static ent_t *ent_insert(eddy_state_t *st, ent_t **slot, uint64_t h, const char *k, size_t kl)
+{
+        ent_t *e = calloc(1, sizeof(*e));
+        if (!e) {
+                fputs("eddy: out of memory\n", stderr);
+                abort();
+        }
+        e->hash = h;
+        e->klen = (uint32_t)kl;
+        e->vcap = 0;
+        e->buf = xrealloc(NULL, kl ? kl : 1);
+        memcpy(e->buf, k, kl);
+        *slot = e;
+        st->nents++;
+        st->bytes += ent_bytes(e);
+        if (st->nents * 4 > st->nslots * 3)
+                table_rebuild(st, st->nslots * 2);
+        return e;
+}
+
+static void mark_dirty(eddy_state_t *st, ent_t *e)
+{
+        if (e->flags & ENT_DIRTY)
+                return;
+        e->flags |= ENT_DIRTY;
+        if (st->ndirty == st->dirty_cap) {
+                st->dirty_cap = st->dirty_cap ? st->dirty_cap * 2 : 1024;
+                st->dirty = xrealloc(st->dirty, st->dirty_cap * sizeof(*st->dirty));
+        }
+        st->dirty[st->ndirty++] = e;
+}
+
+/* Finds or loads the entry of a full key. */
+static ent_t *ent_lookup(eddy_state_t *st, const char *k, size_t kl, int *err)
+{
+        uint64_t h = hash_bytes(k, kl);
+        ent_t **slot = slot_find(st, h, k, kl);
+        if (*slot) {
+                st->stats.cache_hits++;
+                (*slot)->flags |= ENT_REF;
+                return *slot;
+        }
+        st->stats.cache_misses++;
+        char *rerr = NULL;
+        size_t vl = 0;
+        char *v = rocksdb_get(st->db, st->ropts, k, kl, &vl, &rerr);
+        if (rerr) {
+                fprintf(stderr, "eddy: state read failed: %s\n", rerr);
+                free(rerr);
+                *err = 1;
+                return NULL;
+        }
+        ent_t *e = ent_insert(st, slot, h, k, kl);
+        e->flags = ENT_REF;
+        if (v) {
+                e->flags |= ENT_PRESENT;
+                ent_set_value(st, e, v, vl);
+                rocksdb_free(v);
+        }
+        return e;
+}
+
+int eddy__state_get(eddy_state_t *st, int32_t partition, const void *key, size_t klen,
+                    const void **val, size_t *vlen)
+{
+        size_t kl;
+        const char *k = state_key(st, partition, key, klen, &kl);
+        int err = 0;
+        ent_t *e = ent_lookup(st, k, kl, &err);
+        if (!e)
+                return -1;
+        if (!(e->flags & ENT_PRESENT))
+                return 0;
+        *val = e->buf + e->klen;
+        *vlen = e->vlen;
+        return 1;
+}
+
+void eddy__state_put(eddy_state_t *st, int32_t partition, const void *key, size_t klen,
+                     const void *val, size_t vlen)
+{
+        size_t kl;
+        const char *k = state_key(st, partition, key, klen, &kl);
+        uint64_t h = hash_bytes(k, kl);
+        ent_t **slot = slot_find(st, h, k, kl);
+        ent_t *e = *slot ? *slot : ent_insert(st, slot, h, k, kl);
+        ent_set_value(st, e, val, vlen);
+        e->flags |= ENT_PRESENT | ENT_REF;
+        mark_dirty(st, e);
+}
+
+void eddy__state_del(eddy_state_t *st, int32_t partition, const void *key, size_t klen)
+{
+        size_t kl;
+        const char *k = state_key(st, partition, key, klen, &kl);
+        uint64_t h = hash_bytes(k, kl);
+        ent_t **slot = slot_find(st, h, k, kl);
+        ent_t *e = *slot ? *slot : ent_insert(st, slot, h, k, kl);
+        e->flags &= ~ENT_PRESENT;
+        e->vlen = 0;
+        mark_dirty(st, e);
+}
+
+/* CLOCK sweep over clean entries until the cache is at 3/4 of its budget. */
+static void cache_evict(eddy_state_t *st)
+{
+        if (st->bytes <= st->budget)
+                return;
+        size_t target = st->budget / 4 * 3;
+        for (int pass = 0; pass < 2 && st->bytes > target; pass++) {
+                for (size_t i = 0; i < st->nslots && st->bytes > target; i++) {
+                        ent_t *e = st->slots[i];
+                        if (!e || (e->flags & ENT_DIRTY))
+                                continue;
+                        if (e->flags & ENT_REF) {
+                                e->flags &= ~ENT_REF;
+                                continue;
+                        }
+                        st->bytes -= ent_bytes(e);
+                        st->nents--;
+                        st->stats.evictions++;
+                        ent_free(e);
+                        st->slots[i] = NULL;
+                }
+        }
+        table_rebuild(st, st->nslots); /* re-probe around the holes */
+}
+
+/* ---- meta keys ---- */
+
+static size_t offset_key(char *buf, size_t size, const char *topic, int32_t partition)
+{
+        size_t tl = strlen(topic);
+        if (tl + 6 > size)
+                tl = size - 6;
+        buf[0] = EDDY_NS_OFFSET;
+        memcpy(buf + 1, topic, tl);
+        buf[1 + tl] = '\0';
+        put_be32((unsigned char *)buf + 2 + tl, (uint32_t)partition);
+        return tl + 6;
+}
+
+static int get_raw(eddy_state_t *st, const char *k, size_t kl, unsigned char *out, size_t outlen)
+{
+        char *err = NULL;
+        size_t vl = 0;
+        char *v = rocksdb_get(st->db, st->ropts, k, kl, &vl, &err);
+        if (err) {
+                fprintf(stderr, "eddy: state read failed: %s\n", err);
+                free(err);
+                return -1;
+        }
+        if (!v)
+                return 0;
+        int ok = vl == outlen;
+        if (ok)
+                memcpy(out, v, outlen);
+        rocksdb_free(v);
+        return ok ? 1 : -1;
+}
+
+int eddy_state_offset_get(eddy_state_t *st, const char *topic, int32_t partition, int64_t *next)
+{
+        char k[512];
+        unsigned char v[8];
+        size_t kl = offset_key(k, sizeof(k), topic, partition);
+        int r = get_raw(st, k, kl, v, 8);
+        if (r == 1)
+                *next = (int64_t)get_be64(v);
+        return r;
+}
+
+void eddy_state_offset_set(eddy_state_t *st, const char *topic, int32_t partition, int64_t next)
+{
+        char k[512];
+        unsigned char v[8];
+        size_t kl = offset_key(k, sizeof(k), topic, partition);
+        put_be64(v, (uint64_t)next);
+        rocksdb_writebatch_put(st->wb, k, kl, (const char *)v, 8);
+        st->wb_ops++;
+}
+
+int eddy_state_fence_get(eddy_state_t *st, int32_t partition, int64_t *pos, int64_t *seq)
+{
+        unsigned char k[5], v[16];
+        k[0] = EDDY_NS_FENCE;
+        put_be32(k + 1, (uint32_t)partition);
+        int r = get_raw(st, (const char *)k, 5, v, 16);
+        if (r == 1) {
+                *pos = (int64_t)get_be64(v);
+                *seq = (int64_t)get_be64(v + 8);
+        }
+        return r;
+}
+
+void eddy_state_fence_set(eddy_state_t *st, int32_t partition, int64_t pos, int64_t seq)
+{
+        unsigned char k[5], v[16];
+        k[0] = EDDY_NS_FENCE;
+        put_be32(k + 1, (uint32_t)partition);
+        put_be64(v, (uint64_t)pos);
+        put_be64(v + 8, (uint64_t)seq);
+        rocksdb_writebatch_put(st->wb, (const char *)k, 5, (const char *)v, 16);
+        st->wb_ops++;
+}
+
+uint64_t eddy_state_outbox_add(eddy_state_t *st, const void *entry, size_t len)
+{
+        unsigned char k[9];
+        uint64_t seq = st->outbox_next++;
+        k[0] = EDDY_NS_OUTBOX;
+        put_be64(k + 1, seq);
+        rocksdb_writebatch_put(st->wb, (const char *)k, 9, entry, len);
+        st->wb_ops++;
+        return seq;
+}
+
+void eddy_state_outbox_done(eddy_state_t *st, uint64_t seq)
+{
+        unsigned char k[9];
+        k[0] = EDDY_NS_OUTBOX;
+        put_be64(k + 1, seq);
+        rocksdb_writebatch_delete(st->wb, (const char *)k, 9);
+        st->wb_ops++;
+}
+
+/* Iterate [lo, hi) of raw keys. */
+static int range_scan(eddy_state_t *st, const char *lo, size_t lol, const char *hi, size_t hil,
+                      int (*cb)(void *, const void *, size_t, const void *, size_t),
+                      void *opaque)
+{
+        rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+        if (hi)
+                rocksdb_readoptions_set_iterate_upper_bound(ro, hi, hil);
+        rocksdb_iterator_t *it = rocksdb_create_iterator(st->db, ro);
+        int n = 0, stop = 0;
+        for (rocksdb_iter_seek(it, lo, lol); !stop && rocksdb_iter_valid(it);
+             rocksdb_iter_next(it)) {
+                size_t kl, vl;
+                const char *k = rocksdb_iter_key(it, &kl);
+                const char *v = rocksdb_iter_value(it, &vl);
+                stop = cb(opaque, k, kl, v, vl);
+                n++;
+        }
+        char *err = NULL;
+        rocksdb_iter_get_error(it, &err);
+        rocksdb_iter_destroy(it);
+        rocksdb_readoptions_destroy(ro);
+        if (err) {
+                fprintf(stderr, "eddy: state scan failed: %s\n", err);
+                free(err);
+                return -1;
+        }
+        return n;
+}
+
+struct outbox_scan {
+        int (*cb)(void *, uint64_t, const void *, size_t);
+        void *opaque;
+};
+
+static int outbox_visit(void *opaque, const void *k, size_t kl, const void *v, size_t vl)
+{
+        struct outbox_scan *os = opaque;
+        if (kl != 9)
+                return 0;
+        return os->cb(os->opaque, get_be64((const unsigned char *)k + 1), v, vl);
+}
+
+int eddy_state_outbox_scan(eddy_state_t *st,
+                           int (*cb)(void *opaque, uint64_t seq, const void *e, size_t len),
+                           void *opaque)
+{
+        char lo[1] = {EDDY_NS_OUTBOX}, hi[1] = {EDDY_NS_OUTBOX + 1};
+        struct outbox_scan os = {cb, opaque};
+        return range_scan(st, lo, 1, hi, 1, outbox_visit, &os);
+}
+
+struct state_scan {
+        int (*cb)(void *, const void *, size_t, const void *, size_t);
+        void *opaque;
+};
+
+static int state_visit(void *opaque, const void *k, size_t kl, const void *v, size_t vl)
+{
+        struct state_scan *ss = opaque;
+        return ss->cb(ss->opaque, (const char *)k + 5, kl - 5, v, vl);
+}
+
+int eddy__state_scan(eddy_state_t *st, int32_t partition, const void *prefix, size_t plen,
+                     int (*cb)(void *, const void *, size_t, const void *, size_t),
+                     void *opaque)
+{
+        size_t kl;
+        const char *k = state_key(st, partition, prefix, plen, &kl);
+        char *lo = xrealloc(NULL, kl), *hi = xrealloc(NULL, kl);
+        memcpy(lo, k, kl);
+        memcpy(hi, k, kl);
+        /* upper bound: the prefix + 1 (carrying over 0xff bytes) */
+        size_t hil = kl;
+        while (hil > 0 && (unsigned char)hi[hil - 1] == 0xff)
+                hil--;
+        if (hil > 0)
+                hi[hil - 1]++;
+        struct state_scan ss = {cb, opaque};
+        int r = range_scan(st, lo, kl, hil ? hi : NULL, hil, state_visit, &ss);
+        free(lo);
+        free(hi);
+        return r;
+}
+
+void eddy_state_drop_partition(eddy_state_t *st, int32_t partition)
+{
+        unsigned char lo[5], hi[5], fk[5];
+        lo[0] = EDDY_NS_STATE;
+        put_be32(lo + 1, (uint32_t)partition);
+        memcpy(hi, lo, 5);
+        /* next partition number, or the next namespace after the last one */
+        if ((uint32_t)partition == 0xffffffffu) {
+                hi[0] = EDDY_NS_STATE + 1;
+                memset(hi + 1, 0, 4);
+        } else {
+                put_be32(hi + 1, (uint32_t)partition + 1);
+        }
+        rocksdb_writebatch_delete_range(st->wb, (const char *)lo, 5, (const char *)hi, 5);
+        fk[0] = EDDY_NS_FENCE;
+        put_be32(fk + 1, (uint32_t)partition);
+        rocksdb_writebatch_delete(st->wb, (const char *)fk, 5);
+        st->wb_ops += 2;
+        /* forget the partition's cached entries, dirty or not */
+        size_t kept = 0;
+        for (size_t i = 0; i < st->ndirty; i++) {
+                ent_t *e = st->dirty[i];
+                if (memcmp(e->buf, lo, 5) == 0)
+                        e->flags &= ~ENT_DIRTY;
+                else
+                        st->dirty[kept++] = e;
+        }
+        st->ndirty = kept;
+        for (size_t i = 0; i < st->nslots; i++) {
+                ent_t *e = st->slots[i];
+                if (e && e->klen >= 5 && memcmp(e->buf, lo, 5) == 0) {
+                        st->bytes -= ent_bytes(e);
+                        st->nents--;
+                        ent_free(e);
+                        st->slots[i] = NULL;
+                }
+        }
+        table_rebuild(st, st->nslots);
+}
+
+int eddy_state_pending(const eddy_state_t *st)
+{
+        return st->ndirty > 0 || st->wb_ops > 0;
+}
+
+int eddy_state_commit(eddy_state_t *st, char *errstr, size_t errstr_size)
+{
+        for (size_t i = 0; i < st->ndirty; i++) {
+                ent_t *e = st->dirty[i];
+                if (!(e->flags & ENT_DIRTY))
+                        continue;
+                if (e->flags & ENT_PRESENT)
+                        rocksdb_writebatch_put(st->wb, e->buf, e->klen, e->buf + e->klen,
+                                               e->vlen);
+                else
+                        rocksdb_writebatch_delete(st->wb, e->buf, e->klen);
+        }
+        char *err = NULL;
+        rocksdb_write(st->db, st->wopts, st->wb, &err);
+        if (err)
+                return copy_err(err, "state commit failed", errstr, errstr_size);
+        st->stats.commits++;
+        st->stats.committed_keys += (int64_t)st->ndirty;
+        for (size_t i = 0; i < st->ndirty; i++)
+                st->dirty[i]->flags &= ~ENT_DIRTY;
+        st->ndirty = 0;
+        rocksdb_writebatch_clear(st->wb);
+        st->wb_ops = 0;
+        cache_evict(st);
+        return 0;
+}
+
+static void prop(eddy_state_t *st, const char *name, char *out, size_t size)
+{
+        char *v = rocksdb_property_value(st->db, name);
+        snprintf(out, size, "%s", v ? v : "?");
+        free(v);
+}
+
+void eddy_state_stats(eddy_state_t *st, eddy_state_stats_t *s)
+{
+        *s = st->stats;
+        s->cache_entries = (int64_t)st->nents;
+        s->cache_bytes = (int64_t)st->bytes;
+        prop(st, "rocksdb.estimate-num-keys", s->rocksdb_keys, sizeof(s->rocksdb_keys));
+        prop(st, "rocksdb.estimate-live-data-size", s->rocksdb_live_bytes,
+             sizeof(s->rocksdb_live_bytes));
+        prop(st, "rocksdb.cur-size-all-mem-tables", s->memtables_bytes,
+             sizeof(s->memtables_bytes));
+}
+
+int eddy_state_dump(eddy_state_t *st,
+                    int (*cb)(void *opaque, const void *k, size_t kl, const void *v, size_t vl),
+                    void *opaque)
+{
+        char lo[1] = {0};
+        return range_scan(st, lo, 0, NULL, 0, cb, opaque);
+}

@@ -1,0 +1,87 @@
+/* state.h: the RocksDB store: partition-scoped keys, a write-back cache, atomic commits. */
+#ifndef EDDY_STATE_H
+#define EDDY_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct eddy_state_s eddy_state_t;
+
+typedef struct eddy_state_opts_s {
+        int64_t cache_mb;       /* budget of the in-memory cache of state entries */
+        int64_t block_cache_mb; /* RocksDB block cache */
+        int64_t write_buffer_mb;
+        int sync; /* fsync the WAL at each commit */
+} eddy_state_opts_t;
+
+/**
+ * @brief Open (creating if needed) the store in @p dir.
+ * @returns the handle, or NULL with the reason in @p errstr.
+ * @remark Free with eddy_state_close().
+ */
+eddy_state_t *eddy_state_open(const char *dir, const eddy_state_opts_t *opts, char *errstr,
+                              size_t errstr_size);
+/** @brief Close without committing what is pending. NULL is a no-op. */
+void eddy_state_close(eddy_state_t *st);
+
+/* Processor state, scoped by partition; reads see the uncommitted batch (see eddy.h). */
+int eddy__state_get(eddy_state_t *st, int32_t partition, const void *key, size_t klen,
+                    const void **val, size_t *vlen);
+void eddy__state_put(eddy_state_t *st, int32_t partition, const void *key, size_t klen,
+                     const void *val, size_t vlen);
+void eddy__state_del(eddy_state_t *st, int32_t partition, const void *key, size_t klen);
+int eddy__state_scan(eddy_state_t *st, int32_t partition, const void *prefix, size_t plen,
+                     int (*cb)(void *, const void *, size_t, const void *, size_t),
+                     void *opaque);
+
+/* Input positions: the next offset to read of topic/partition. */
+/** @returns 1 and *next if stored, 0 if not, -1 on error. Reads committed state. */
+int eddy_state_offset_get(eddy_state_t *st, const char *topic, int32_t partition, int64_t *next);
+/** Part of the next commit. */
+void eddy_state_offset_set(eddy_state_t *st, const char *topic, int32_t partition, int64_t next);
+
+/* Redis fences: the last (position, seq) this store has handed out for a partition. */
+int eddy_state_fence_get(eddy_state_t *st, int32_t partition, int64_t *pos, int64_t *seq);
+void eddy_state_fence_set(eddy_state_t *st, int32_t partition, int64_t pos, int64_t seq);
+
+/* The outbox: entries committed with the batch, delivered after, removed when done. */
+/** Adds @p entry (copied) to the next commit; @returns its sequence number. */
+uint64_t eddy_state_outbox_add(eddy_state_t *st, const void *entry, size_t len);
+/** Removes entry @p seq in the next commit. */
+void eddy_state_outbox_done(eddy_state_t *st, uint64_t seq);
+/** Visit committed outbox entries in order. @returns count, or -1 on error. */
+int eddy_state_outbox_scan(eddy_state_t *st,
+                           int (*cb)(void *opaque, uint64_t seq, const void *e, size_t len),
+                           void *opaque);
+
+/** Drop every state key of @p partition (and its fence), in the next commit. */
+void eddy_state_drop_partition(eddy_state_t *st, int32_t partition);
+
+/** @returns non-zero if anything awaits a commit. */
+int eddy_state_pending(const eddy_state_t *st);
+/**
+ * @brief One atomic RocksDB write of: dirty state entries, offsets, fences, outbox changes.
+ * @returns 0, or -1 with @p errstr.
+ */
+int eddy_state_commit(eddy_state_t *st, char *errstr, size_t errstr_size);
+
+typedef struct eddy_state_stats_s {
+        int64_t cache_entries, cache_bytes, cache_hits, cache_misses, evictions;
+        int64_t commits, committed_keys;
+        char rocksdb_keys[32], rocksdb_live_bytes[32], memtables_bytes[32];
+} eddy_state_stats_t;
+void eddy_state_stats(eddy_state_t *st, eddy_state_stats_t *stats);
+
+/** Visit every stored key of the whole store (committed), raw, for `eddy state dump`. */
+int eddy_state_dump(eddy_state_t *st,
+                    int (*cb)(void *opaque, const void *k, size_t kl, const void *v, size_t vl),
+                    void *opaque);
+
+/* Key namespaces (first byte of every RocksDB key). */
+#define EDDY_NS_META   'M'
+#define EDDY_NS_OFFSET 'O'
+#define EDDY_NS_FENCE  'F'
+#define EDDY_NS_OUTBOX 'X'
+#define EDDY_NS_STATE  'S'
+
+#endif
