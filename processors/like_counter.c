@@ -146,11 +146,13 @@ static int lc_process(void *self, eddy_ctx_t *ctx, const eddy_msg_t *msg)
         if (eddy_json_int64(&f[F_TS], &ts) != 0)
                 return eddy_reject(ctx, "bad_field", "ts: expected an integer (epoch ms)");
         int like;
-        const eddy_json_val_t *a = &f[F_ACTION];
-        if (a->type == EDDY_JSON_STRING && !a->escaped && a->len == 4 && !memcmp(a->p, "like", 4))
+        char act[8];
+        ssize_t al = f[F_ACTION].type == EDDY_JSON_STRING
+                         ? eddy_json_unescape(&f[F_ACTION], act, sizeof(act))
+                         : -1;
+        if (al == 4 && !memcmp(act, "like", 4))
                 like = 1;
-        else if (a->type == EDDY_JSON_STRING && !a->escaped && a->len == 6 &&
-                 !memcmp(a->p, "unlike", 6))
+        else if (al == 6 && !memcmp(act, "unlike", 6))
                 like = 0;
         else
                 return eddy_reject(ctx, "bad_field", "action: expected \"like\" or \"unlike\"");

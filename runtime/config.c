@@ -50,6 +50,9 @@ const eddy_prop_t eddy_rt_props[] = {
     {"dlq.topic", EDDY_PROP_STR, NULL, 0, 0, RT(dlq_topic),
      "Dead-letter topic for records that do not decode or validate (default: "
      "<job.name>.dlq)"},
+    {"dlq.max.value.bytes", EDDY_PROP_INT, "1000000", 0, 1 << 30, RT(dlq_max_value_bytes),
+     "Largest value copied into a dead letter; a larger one is left out (header "
+     "eddy.value.omitted = its size; the record stays in its topic at eddy.src)"},
     {"kafka.timeout.ms", EDDY_PROP_INT, "30000", 100, 3600000, RT(kafka_timeout_ms),
      "How long to wait for the brokers at start (metadata) and for DLQ deliveries before "
      "failing"},

@@ -19,6 +19,7 @@ typedef struct eddy_rtconf_s {
         int64_t redis_timeout_ms, redis_chunk_keys;
         char *redis_fence_prefix;
         char *dlq_topic;
+        int64_t dlq_max_value_bytes;
         int64_t kafka_timeout_ms;
         int64_t reconcile_interval_ms;
         char *log_level;

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
@@ -47,7 +48,7 @@ static const char devbroker_usage[] =
     "                      address the metadata names. --port 0: no forwarder, offer the\n"
     "                      broker's own address.\n"
     "  --topics LIST       create these topics at start, e.g. likes:8,other:4; a name without\n"
-    "                      :partitions gets --partitions partitions.\n"
+    "                      :partitions has --partitions partitions.\n"
     "  --partitions N      partitions of --topics names given without a count (default 4).\n"
     "  --bootstrap-file F  also write the bootstrap address and a newline to F (atomically).\n"
     "  --help              print this and exit.\n"
@@ -771,8 +772,8 @@ static int run(const devbroker_args_t *args)
         }
 
         /* Block SIGTERM/SIGINT in every thread started from here on (librdkafka's and the
-         * forwarder's); the main thread takes them in sigsuspend() only, so no check of the
-         * flag can miss one. */
+         * forwarder's); this thread takes them only while it waits in ppoll(), so no check
+         * of the flag can miss one. */
         devbroker_stop = 0;
         sigemptyset(&block);
         sigaddset(&block, SIGTERM);
@@ -844,8 +845,10 @@ static int run(const devbroker_args_t *args)
 
                 sigdelset(&wait_mask, SIGTERM);
                 sigdelset(&wait_mask, SIGINT);
+                /* Like sigsuspend(), and also wakes up each second: a thread the caller
+                 * started before us may take the signal and run the handler instead. */
                 while (!devbroker_stop)
-                        sigsuspend(&wait_mask);
+                        ppoll(NULL, 0, &(struct timespec){.tv_sec = 1}, &wait_mask);
         }
         devbroker_log("stopping");
         rc = 0;

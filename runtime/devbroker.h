@@ -12,8 +12,9 @@
  *          (such as the port being in use), 2 on a usage error.
  *
  * @remark argv[0] is "devbroker". Installs SIGTERM and SIGINT handlers and blocks those
- *         signals while it runs; both are restored before it returns. Call it from the main
- *         thread, once per process at a time.
+ *         signals in the calling thread while it runs (and so in the threads it starts);
+ *         handlers and mask are restored before it returns. Not reentrant: one call per
+ *         process at a time.
  */
 int eddy_devbroker_main(int argc, char **argv);
 

@@ -21,6 +21,7 @@
  * between (2) and the end of (3) re-delivers the entry: the fences make Redis skip what
  * was applied, the DLQ records carry an eddy.src header for de-duplication. */
 #include "runtime.h"
+#include "testing.h"
 
 #include "config.h"
 #include "log.h"
@@ -105,12 +106,17 @@ struct eddy_ctx_s {
         uint64_t *done_seqs; /* delivered outbox entries to delete at the next commit */
         size_t ndone, done_cap;
 
+        /* Redis delivery: eddy_redis_apply(), or a test's fake sink */
+        int (*apply)(void *opaque, int32_t partition, int64_t pos, int64_t seq,
+                     const eddy_redis_op_t *ops, size_t nops);
+        void *apply_opaque;
+
         const eddy_msg_t *cur;
         char reason[64];
         char detail[512];
 
         /* counters */
-        int64_t events_in, events_dlq, batches, replay_total, replay_done;
+        int64_t events_in, events_dlq, batches, replay_total, replay_done, test_dlq;
         int fatal;
 };
 
@@ -408,6 +414,15 @@ static int deliver_kafka(eddy_ctx_t *ctx, rd_t *r, uint32_t nrec)
         }
 }
 
+static int apply_redis(void *opaque, int32_t partition, int64_t pos, int64_t seq,
+                       const eddy_redis_op_t *ops, size_t nops)
+{
+        eddy_ctx_t *ctx = opaque;
+        if (!ctx->redis)
+                return 0;
+        return eddy_redis_apply(ctx->redis, partition, pos, seq, ops, nops, &eddy_stop);
+}
+
 /* Delivers one committed outbox entry. @returns 0, EDDY_ERR_STOPPED, or -1 if corrupt. */
 static int deliver(eddy_ctx_t *ctx, const void *e, size_t len, entry_view_t *v)
 {
@@ -437,15 +452,17 @@ static int deliver(eddy_ctx_t *ctx, const void *e, size_t len, entry_view_t *v)
                 }
                 if (r.bad)
                         break;
-                if (!ctx->redis)
-                        continue;
-                int rc = eddy_redis_apply(ctx->redis, part, pos, seq, v->ops, nops, &eddy_stop);
+                int rc = ctx->apply(ctx->apply_opaque, part, pos, seq, v->ops, nops);
                 if (rc)
                         return rc;
         }
         uint32_t nrec = (uint32_t)rd_n(&r, 4);
         if (r.bad)
                 return -1;
+        if (nrec && !ctx->prod) {
+                ctx->test_dlq += nrec; /* the unit-test seam has no producer */
+                return 0;
+        }
         if (nrec)
                 return deliver_kafka(ctx, &r, nrec);
         return 0;
@@ -534,7 +551,11 @@ static void encode_entry(eddy_ctx_t *ctx, rop_t *ops, size_t nops, buf_t *out)
                 int64_t seq = pos > sc->fpos ? 0 : sc->fseq + 1;
                 if (pos < sc->fpos)
                         pos = sc->fpos; /* never hand out a position below one handed out */
-                int64_t nchunks = ctx->redis ? eddy_redis_chunks(ctx->redis, j - i) : 1;
+                int64_t nchunks = ctx->redis ? eddy_redis_chunks(ctx->redis, j - i)
+                                             : (int64_t)(j - i + ctx->rt.redis_chunk_keys - 1) /
+                                                   ctx->rt.redis_chunk_keys;
+                if (nchunks < 1)
+                        nchunks = 1;
                 sc->fpos = pos;
                 sc->fseq = seq + nchunks - 1;
                 eddy_state_fence_set(ctx->st, p, sc->fpos, sc->fseq);
@@ -639,11 +660,11 @@ static int commit_batch(eddy_ctx_t *ctx)
 
 /* ---------------------------------------------------------------- dead letters */
 
-static void dlq_add(eddy_ctx_t *ctx, const rd_kafka_message_t *m, const char *reason,
+static void dlq_add(eddy_ctx_t *ctx, const eddy_msg_t *m, const char *reason,
                     const char *detail)
 {
         char off[24], part[16], src[600];
-        const char *topic = rd_kafka_topic_name(m->rkt);
+        const char *topic = m->topic;
         snprintf(off, sizeof(off), "%" PRId64, m->offset);
         snprintf(part, sizeof(part), "%" PRId32, m->partition);
         snprintf(src, sizeof(src), "%s/%s/%s/0", topic, part, off);
@@ -652,12 +673,18 @@ static void dlq_add(eddy_ctx_t *ctx, const rd_kafka_message_t *m, const char *re
         buf_u32(b, (uint32_t)RD_KAFKA_PARTITION_UA);
         buf_u8(b, m->key != NULL);
         buf_bytes(b, m->key, m->key ? m->key_len : 0);
-        buf_bytes(b, m->payload, m->payload ? m->len : 0);
+        /* A value too large for the dead-letter topic is left out (it stays in the source
+         * topic at eddy.src); its size goes in a header. */
+        int omit = m->value && (int64_t)m->value_len > ctx->rt.dlq_max_value_bytes;
+        char omitted[24];
+        snprintf(omitted, sizeof(omitted), "%zu", m->value_len);
+        buf_bytes(b, m->value, m->value && !omit ? m->value_len : 0);
         const char *h[][2] = {{"eddy.reason", reason},         {"eddy.detail", detail},
                               {"eddy.src.topic", topic},       {"eddy.src.partition", part},
                               {"eddy.src.offset", off},        {"eddy.processor", ctx->proc->name},
-                              {"eddy.job", ctx->rt.job_name}, {"eddy.src", src}};
-        size_t nh = sizeof(h) / sizeof(h[0]);
+                              {"eddy.job", ctx->rt.job_name}, {"eddy.src", src},
+                              {"eddy.value.omitted", omitted}};
+        size_t nh = sizeof(h) / sizeof(h[0]) - !omit;
         buf_u32(b, (uint32_t)nh);
         for (size_t i = 0; i < nh; i++) {
                 buf_bytes(b, h[i][0], strlen(h[i][0]));
@@ -671,41 +698,32 @@ static void dlq_add(eddy_ctx_t *ctx, const rd_kafka_message_t *m, const char *re
 
 /* ---------------------------------------------------------------- processing */
 
-static int process_msg(eddy_ctx_t *ctx, rd_kafka_message_t *m)
+/* Processes one input record of an assigned partition. @returns 0, or -1 to stop the job. */
+static int process_one(eddy_ctx_t *ctx, eddy_msg_t *em)
 {
         int ti;
-        topic_t *t = topic_find(ctx, rd_kafka_topic_name(m->rkt), &ti);
-        part_t *pt = t ? part_get(ctx, t, m->partition) : NULL;
+        topic_t *t = topic_find(ctx, em->topic, &ti);
+        part_t *pt = t ? part_get(ctx, t, em->partition) : NULL;
         if (!pt || !pt->assigned || pt->done)
                 return 0; /* from a partition no longer ours: not processed, not committed */
-        if (m->offset < pt->next)
+        if (em->offset < pt->next)
                 return 0; /* already processed (a fetch from before a seek) */
-        if (pt->bound >= 0 && m->offset >= pt->bound)
+        if (pt->bound >= 0 && em->offset >= pt->bound)
                 return 0;
-        rd_kafka_timestamp_type_t tt;
-        eddy_msg_t em = {
-            .topic = t->name,
-            .topic_index = ti,
-            .partition = m->partition,
-            .offset = m->offset,
-            .timestamp = rd_kafka_message_timestamp(m, &tt),
-            .key = m->key,
-            .key_len = m->key_len,
-            .value = m->payload,
-            .value_len = m->len,
-        };
-        ctx->cur = &em;
-        int rc = ctx->proc->process(ctx->self, ctx, &em);
+        em->topic = t->name;
+        em->topic_index = ti;
+        ctx->cur = em;
+        int rc = ctx->proc->process(ctx->self, ctx, em);
         ctx->cur = NULL;
         if (rc == EDDY_ERR_BAD_RECORD)
-                dlq_add(ctx, m, ctx->reason, ctx->detail);
+                dlq_add(ctx, em, ctx->reason, ctx->detail);
         else if (rc != 0 || ctx->fatal) {
                 eddy__log(&ctx->lg, LOG_ERR, "PROC",
                           "%s failed on %s/%" PRId32 "@%" PRId64 ": %s", ctx->proc->name, t->name,
-                          m->partition, m->offset, eddy_strerror(rc ? rc : EDDY_ERR_STATE));
+                          em->partition, em->offset, eddy_strerror(rc ? rc : EDDY_ERR_STATE));
                 return -1;
         }
-        pt->next = m->offset + 1;
+        pt->next = em->offset + 1;
         pt->touched = 1;
         ctx->events_in++;
         ctx->batch_events++;
@@ -714,6 +732,22 @@ static int process_msg(eddy_ctx_t *ctx, rd_kafka_message_t *m)
         if (pt->bound >= 0 && pt->next >= pt->bound)
                 pt->done = 1;
         return 0;
+}
+
+static int process_msg(eddy_ctx_t *ctx, rd_kafka_message_t *m)
+{
+        rd_kafka_timestamp_type_t tt;
+        eddy_msg_t em = {
+            .topic = rd_kafka_topic_name(m->rkt),
+            .partition = m->partition,
+            .offset = m->offset,
+            .timestamp = rd_kafka_message_timestamp(m, &tt),
+            .key = m->key,
+            .key_len = m->key_len,
+            .value = m->payload,
+            .value_len = m->len,
+        };
+        return process_one(ctx, &em);
 }
 
 /* ---------------------------------------------------------------- rebalancing */
@@ -850,6 +884,7 @@ static rd_kafka_t *kafka_new(eddy_ctx_t *ctx, int consumer, char *errstr, size_t
                                "enable.idempotence", "true",
                                "partitioner", "murmur2",
                                "linger.ms", "5",
+                               "message.max.bytes", "4194304",
                                NULL};
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         if (kafka_conf_apply(ctx, conf, consumer ? cdefs : pdefs, consumer, errstr, errstr_size)) {
@@ -1097,6 +1132,8 @@ static int ctx_init(eddy_ctx_t *ctx, const eddy_job_args_t *a, int want_kafka, i
         memset(ctx, 0, sizeof(*ctx));
         ctx->args = a;
         ctx->proc = a->proc;
+        ctx->apply = apply_redis;
+        ctx->apply_opaque = ctx;
         ctx->pconf = calloc(1, a->proc->conf_size ? a->proc->conf_size : 1);
         ctx->lg.level = LOG_INFO;
         if (eddy_conf_load(a->conf_path, a->overrides, a->noverrides, a->proc->name,
@@ -1512,4 +1549,90 @@ int eddy_runtime_state_cmd(const eddy_job_args_t *a, const char *what)
 out:
         ctx_free(&ctx);
         return rc;
+}
+
+/* ---------------------------------------------------------------- the unit-test seam */
+
+typedef struct test_ctx_s {
+        eddy_ctx_t ctx;
+        eddy_job_args_t args;
+} test_ctx_t;
+
+eddy_ctx_t *eddy__test_open(const eddy_processor_t *proc, char **overrides, int noverrides,
+                            eddy_test_apply_fn *apply, void *opaque, char *errstr,
+                            size_t errstr_size)
+{
+        test_ctx_t *t = calloc(1, sizeof(*t));
+        t->args.proc = proc;
+        t->args.overrides = overrides;
+        t->args.noverrides = noverrides;
+        eddy_ctx_t *ctx = &t->ctx;
+        if (ctx_init(ctx, &t->args, 0, 0) >= 0) {
+                snprintf(errstr, errstr_size, "test runtime: set-up failed (see stderr)");
+                ctx_free(ctx);
+                free(t);
+                return NULL;
+        }
+        ctx->apply = apply;
+        ctx->apply_opaque = opaque;
+        ctx->ntopics = (int)ctx->rt.input_topics.n;
+        ctx->topics = calloc((size_t)ctx->ntopics, sizeof(*ctx->topics));
+        for (int i = 0; i < ctx->ntopics; i++)
+                ctx->topics[i].name = ctx->rt.input_topics.v[i];
+        if (redeliver_all(ctx) != 0) {
+                snprintf(errstr, errstr_size, "test runtime: re-delivery failed");
+                eddy__test_close(ctx);
+                return NULL;
+        }
+        return ctx;
+}
+
+int64_t eddy__test_next_offset(eddy_ctx_t *ctx, const char *topic, int32_t partition)
+{
+        int64_t off = 0;
+        if (eddy_state_offset_get(ctx->st, topic, partition, &off) != 1)
+                off = 0;
+        return off;
+}
+
+int eddy__test_feed(eddy_ctx_t *ctx, const char *topic, int32_t partition, int64_t offset,
+                    const void *key, size_t klen, const void *value, size_t vlen)
+{
+        topic_t *t = topic_find(ctx, topic, NULL);
+        part_t *pt = t ? part_get(ctx, t, partition) : NULL;
+        if (!pt)
+                return -1;
+        if (!pt->assigned) {
+                pt->assigned = 1;
+                pt->next = eddy__test_next_offset(ctx, topic, partition);
+        }
+        eddy_msg_t em = {.topic = topic, .partition = partition, .offset = offset,
+                         .timestamp = -1, .key = key, .key_len = klen, .value = value,
+                         .value_len = vlen};
+        return process_one(ctx, &em);
+}
+
+int eddy__test_commit(eddy_ctx_t *ctx)
+{
+        return commit_batch(ctx);
+}
+
+int eddy__test_reconcile(eddy_ctx_t *ctx, FILE *report)
+{
+        if (commit_batch(ctx) != 0)
+                return -1;
+        return reconcile_all(ctx, report);
+}
+
+int64_t eddy__test_dlq_count(eddy_ctx_t *ctx)
+{
+        return ctx->test_dlq;
+}
+
+void eddy__test_close(eddy_ctx_t *ctx)
+{
+        if (!ctx)
+                return;
+        ctx_free(ctx);
+        free((test_ctx_t *)ctx); /* ctx is the first member */
 }

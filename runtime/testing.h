@@ -1,0 +1,36 @@
+/* testing.h: a seam for unit tests: the runtime without Kafka, with a fake Redis sink. */
+#ifndef EDDY_TESTING_H
+#define EDDY_TESTING_H
+
+#include "eddy.h"
+#include "redis.h"
+
+#include <stdio.h>
+
+typedef int(eddy_test_apply_fn)(void *opaque, int32_t partition, int64_t pos, int64_t seq,
+                                const eddy_redis_op_t *ops, size_t nops);
+
+/**
+ * @brief A runtime over state.dir (from @p overrides, "-X" style) that delivers Redis
+ *        outputs to @p apply instead of Redis, and drops dead-letter records (counted).
+ *        Re-delivers committed outbox entries first, as a real start does.
+ * @returns NULL with errstr. @remark Free with eddy__test_close(): that is a crash (nothing
+ *          uncommitted survives) unless eddy__test_commit() was called just before.
+ */
+eddy_ctx_t *eddy__test_open(const eddy_processor_t *proc, char **overrides, int noverrides,
+                            eddy_test_apply_fn *apply, void *opaque, char *errstr,
+                            size_t errstr_size);
+/** Where a partition resumes: the offset stored in state (0 if none). */
+int64_t eddy__test_next_offset(eddy_ctx_t *ctx, const char *topic, int32_t partition);
+/** One record, as if consumed. @returns 0, or -1 if the job would stop. */
+int eddy__test_feed(eddy_ctx_t *ctx, const char *topic, int32_t partition, int64_t offset,
+                    const void *key, size_t klen, const void *value, size_t vlen);
+/** Ends the batch: flush, commit, deliver. @returns 0, or the delivery's error. */
+int eddy__test_commit(eddy_ctx_t *ctx);
+/** Runs reconciliation, the report to @p report. */
+int eddy__test_reconcile(eddy_ctx_t *ctx, FILE *report);
+/** Dead-letter records produced so far (and dropped). */
+int64_t eddy__test_dlq_count(eddy_ctx_t *ctx);
+void eddy__test_close(eddy_ctx_t *ctx);
+
+#endif
