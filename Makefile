@@ -36,7 +36,7 @@ DEB_PKGS = build-essential pkg-config librdkafka-dev librocksdb-dev libjansson-d
            libcurl4-openssl-dev libcmocka-dev redis-server kcat python3 python3-confluent-kafka \
            python3-redis
 
-.PHONY: all deps test unit integration demo bench clean fmt fmt-check
+.PHONY: all deps test unit-bins demo bench docs clean fmt fmt-check
 all: $(BUILD)/eddy
 
 deps:
@@ -69,10 +69,13 @@ test: deps
 unit-bins: $(UNIT_BIN)
 
 demo: deps all
-	./scripts/demo.sh
+	/usr/bin/python3 scripts/demo.py $(BUILD)/eddy
 
 bench: deps all
 	/usr/bin/python3 bench/run.py
+
+docs: all
+	$(BUILD)/eddy like-counter --list-config --markdown > docs/config.md
 
 fmt:
 	clang-format -i $(SRC) $(wildcard runtime/*.h state/*.h connectors/*.h processors/*.h schemas/*.h) $(UNIT_SRC)

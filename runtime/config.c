@@ -54,8 +54,8 @@ const eddy_prop_t eddy_rt_props[] = {
      "Largest value copied into a dead letter; a larger one is left out (header "
      "eddy.value.omitted = its size; the record stays in its topic at eddy.src)"},
     {"kafka.timeout.ms", EDDY_PROP_INT, "30000", 100, 3600000, RT(kafka_timeout_ms),
-     "How long to wait for the brokers at start (metadata) and for DLQ deliveries before "
-     "failing"},
+     "How long to wait for the brokers at start (metadata) before failing, and for one "
+     "dead-letter flush before retrying it"},
     {"reconcile.interval.ms", EDDY_PROP_INT, "0", 0, INT64_MAX, RT(reconcile_interval_ms),
      "Run reconciliation inside the job this often, by the wall clock (0: never)"},
     {"log.level", EDDY_PROP_STR, "info", 0, 0, RT(log_level),

@@ -50,6 +50,9 @@ struct eddy_state_s {
         size_t ndirty, dirty_cap;
         uint64_t outbox_next;
 
+        uint32_t *dropped; /* partitions dropped in the next commit: read as empty */
+        size_t ndropped;
+
         char *kbuf; /* scratch for full keys */
         size_t kbuf_cap;
 
@@ -240,6 +243,7 @@ void eddy_state_close(eddy_state_t *st)
                 ent_free(st->slots[i]);
         free(st->slots);
         free(st->dirty);
+        free(st->dropped);
         free(st->kbuf);
         if (st->wb)
                 rocksdb_writebatch_destroy(st->wb);
@@ -347,7 +351,17 @@ static ent_t *ent_lookup(eddy_state_t *st, const char *k, size_t kl, int *err)
         st->stats.cache_misses++;
         char *rerr = NULL;
         size_t vl = 0;
-        char *v = rocksdb_get(st->db, st->ropts, k, kl, &vl, &rerr);
+        char *v = NULL;
+        int dropped = 0;
+        if (kl >= 5 && k[0] == EDDY_NS_STATE) {
+                uint32_t p = (uint32_t)(unsigned char)k[1] << 24 | (uint32_t)(unsigned char)k[2] << 16 |
+                             (uint32_t)(unsigned char)k[3] << 8 | (unsigned char)k[4];
+                for (size_t i = 0; i < st->ndropped; i++)
+                        if (st->dropped[i] == p)
+                                dropped = 1;
+        }
+        if (!dropped)
+                v = rocksdb_get(st->db, st->ropts, k, kl, &vl, &rerr);
         if (rerr) {
                 fprintf(stderr, "eddy: state read failed: %s\n", rerr);
                 free(rerr);
@@ -631,6 +645,8 @@ void eddy_state_drop_partition(eddy_state_t *st, int32_t partition)
         put_be32(fk + 1, (uint32_t)partition);
         rocksdb_writebatch_delete(st->wb, (const char *)fk, 5);
         st->wb_ops += 2;
+        st->dropped = xrealloc(st->dropped, (st->ndropped + 1) * sizeof(*st->dropped));
+        st->dropped[st->ndropped++] = (uint32_t)partition;
         /* forget the partition's cached entries, dirty or not */
         size_t kept = 0;
         for (size_t i = 0; i < st->ndirty; i++) {
@@ -681,6 +697,7 @@ int eddy_state_commit(eddy_state_t *st, char *errstr, size_t errstr_size)
         st->ndirty = 0;
         rocksdb_writebatch_clear(st->wb);
         st->wb_ops = 0;
+        st->ndropped = 0;
         cache_evict(st);
         return 0;
 }

@@ -201,14 +201,19 @@ def test_crash_restart_redis_outage_backfill(eddy, tmp):
     positions = []
     kills = 0
     for w in range(waves):
+        if w == 5:
+            # Redis goes away while this wave is processed, then comes back with its data.
+            redis.client().shutdown(save=True)
         positions += produce_with_positions(broker.bootstrap, records[w * chunk:(w + 1) * chunk])
         proc = harness.Proc([eddy, "run", "like-counter", "-c", job], tmp, "crash%d" % w)
-        time.sleep(rnd.uniform(2.5, 6.0))
         if w == 5:
-            # Redis goes away for a few seconds mid-run, then comes back with its data.
-            redis.client().shutdown(save=True)
-            time.sleep(3)
+            harness.wait_until(lambda: "waiting for redis" in proc.log(), 30, 0.2,
+                               "the job to report that it waits for redis")
+            time.sleep(2)
             redis.restart()
+            harness.wait_until(lambda: "delivery resumed" in proc.log(), 30, 0.2,
+                               "the job to resume delivery once redis is back")
+        time.sleep(rnd.uniform(2.5, 6.0))
         assert proc.running(), "job died:\n" + proc.log()[-3000:]
         proc.kill()
         kills += 1
@@ -280,6 +285,9 @@ def test_bad_config_and_usage(eddy, tmp):
     assert p.returncode == 2 and "like-counter" in p.stderr, p.stderr
     p = run("like-counter", "--list-config")
     assert p.returncode == 0 and "batch.max.events" in p.stdout and "redis.key.prefix" in p.stdout
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "config.md")) as fp:
+        assert fp.read() == run("like-counter", "--list-config", "--markdown").stdout, \
+            "docs/config.md is stale: make docs"
     p = run("--help")
     assert p.returncode == 0 and "devbroker" in p.stdout
     # An unreachable broker: a runtime error after kafka.timeout.ms, naming the topic.

@@ -127,7 +127,8 @@ typedef struct fake_redis_s {
         char why[512];
 } fake_redis_t;
 
-static void fr_violation(fake_redis_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fr_violation(fake_redis_t *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void fr_violation(fake_redis_t *r, const char *fmt, ...)
 {
         if (r->bad)
@@ -244,10 +245,9 @@ static int fake_apply(void *opaque, int32_t partition, int64_t pos, int64_t seq_
         fake_redis_t *r = opaque;
         uint64_t call = ++r->calls;
         if (partition < 0 || pos < 0 || seq_base < 0 || nops == 0)
-                fr_violation(r,
-                             "apply(partition %" PRId32 ", pos %" PRId64 ", seq %" PRId64
-                             ", %zu ops)",
-                             partition, pos, seq_base, nops);
+                fr_violation(
+                    r, "apply(partition %" PRId32 ", pos %" PRId64 ", seq %" PRId64 ", %zu ops)",
+                    partition, pos, seq_base, nops);
         if (partition < 0)
                 return EDDY_ERR_REDIS;
         size_t nchunks = nops ? (nops + r->chunk_keys - 1) / r->chunk_keys : 1;
@@ -388,10 +388,16 @@ enum { K_VALID, K_DUP, K_TRUNC, K_NOTJSON, K_MISSING, K_TYPE, K_ACTION, K_DUPFIE
 /* A random stream of @p nevents records over NPARTS partitions. */
 static void gen_stream(stream_t *s, rng_t *r, int nevents, int64_t *eid)
 {
-        static const char *const notjson[] = {
-            "",        "like p7 by u3", "[1,2,3]", "null", "\"p1\"", "{",
-            "{\"event_id\":\"e1\",}", "{\"event_id\" \"e1\"}", "{\"user_id\":\"u\x01\"}",
-            "{\"post_id\":\"p1\"}}"};
+        static const char *const notjson[] = {"",
+                                              "like p7 by u3",
+                                              "[1,2,3]",
+                                              "null",
+                                              "\"p1\"",
+                                              "{",
+                                              "{\"event_id\":\"e1\",}",
+                                              "{\"event_id\" \"e1\"}",
+                                              "{\"user_id\":\"u\x01\"}",
+                                              "{\"post_id\":\"p1\"}}"};
         static const char *const badval[5][5] = {
             /* event_id */ {"true", "[]", "\"\"", "{}", "1.5"},
             /* user_id */ {"[\"u1\"]", "{\"id\":1}", "true", "\"\"", "2.5"},
@@ -399,8 +405,8 @@ static void gen_stream(stream_t *s, rng_t *r, int nevents, int64_t *eid)
             /* action */ {"1", "true", "[\"like\"]", "{}", "0"},
             /* ts */ {"\"1700000000000\"", "1.5", "true", "1e12", "[1]"},
         };
-        static const char *const badaction[] = {"\"love\"", "\"Like\"", "\"LIKE\"", "\"\"",
-                                                "\"like \"", "\"unlike!\""};
+        static const char *const badaction[] = {"\"love\"", "\"Like\"",  "\"LIKE\"",
+                                                "\"\"",     "\"like \"", "\"unlike!\""};
         sbuf_t b = {0};
         char longid[400];
         memset(longid, 'x', sizeof(longid));
@@ -455,8 +461,8 @@ static void gen_stream(stream_t *s, rng_t *r, int nevents, int64_t *eid)
                                 like_json(&b, r, e, user, post, like, (int)below(r, 5), -1, NULL,
                                           -1);
                         else
-                                like_json(&b, r, e, user, post, like, -1, (int)below(r, 5),
-                                          "null", -1);
+                                like_json(&b, r, e, user, post, like, -1, (int)below(r, 5), "null",
+                                          -1);
                         break;
                 case K_TYPE: {
                         int f = (int)below(r, 5);
@@ -466,8 +472,7 @@ static void gen_stream(stream_t *s, rng_t *r, int nevents, int64_t *eid)
                 }
                 case K_ACTION:
                         like_json(&b, r, e, user, post, like, -1, 3,
-                                  badaction[below(r, sizeof(badaction) / sizeof(*badaction))],
-                                  -1);
+                                  badaction[below(r, sizeof(badaction) / sizeof(*badaction))], -1);
                         break;
                 default: /* K_DUPFIELD: a field given twice */
                         like_json(&b, r, e, user, post, like, -1, -1, NULL, (int)below(r, 5));
@@ -532,8 +537,8 @@ static void world_open(world_t *w)
         for (int tries = 0; tries < 8; tries++) {
                 uint64_t failures = w->fr.failures;
                 w->opens++;
-                w->ctx = eddy__test_open(&eddy_like_counter, w->ov, w->nov, fake_apply, &w->fr,
-                                         err, sizeof(err));
+                w->ctx = eddy__test_open(&eddy_like_counter, w->ov, w->nov, fake_apply, &w->fr, err,
+                                         sizeof(err));
                 if (w->ctx)
                         return;
                 /* only an injected delivery failure may stop a start: a crash while recovering */
@@ -555,12 +560,29 @@ static int64_t world_dlq(world_t *w)
         return w->dlq_closed + (w->ctx ? eddy__test_dlq_count(w->ctx) : 0);
 }
 
+/* The state.dirs of the worlds alive, removed by the teardown if a test fails midway. */
+static char live_dirs[4][64];
+
+static void live_dir(const char *dir, int add)
+{
+        for (int i = 0; i < 4; i++)
+                if (add ? !live_dirs[i][0] : !strcmp(live_dirs[i], dir)) {
+                        if (add)
+                                snprintf(live_dirs[i], sizeof(live_dirs[i]), "%s", dir);
+                        else
+                                live_dirs[i][0] = '\0';
+                        return;
+                }
+        assert_false(add);
+}
+
 static void world_init(world_t *w, uint64_t seed, int chunk_keys, int cache_mb)
 {
         memset(w, 0, sizeof(*w));
         w->seed = seed;
         snprintf(w->dir, sizeof(w->dir), "/tmp/eddy-0001-XXXXXX");
         assert_non_null(mkdtemp(w->dir));
+        live_dir(w->dir, 1);
         snprintf(w->ovbuf[0], sizeof(w->ovbuf[0]), "state.dir=%s", w->dir);
         snprintf(w->ovbuf[1], sizeof(w->ovbuf[1]), "input.topics=%s", TOPIC);
         snprintf(w->ovbuf[2], sizeof(w->ovbuf[2]), "redis.chunk.keys=%d", chunk_keys);
@@ -590,6 +612,17 @@ static void world_free(world_t *w)
                 world_close(w);
         fr_free(&w->fr);
         rm_rf(w->dir);
+        live_dir(w->dir, 0);
+}
+
+static int remove_live_dirs(void **state)
+{
+        for (int i = 0; i < 4; i++)
+                if (live_dirs[i][0]) {
+                        rm_rf(live_dirs[i]);
+                        live_dirs[i][0] = '\0';
+                }
+        return 0;
 }
 
 /* On a mismatch: the records of @p post's partition fed so far, for the report. */
@@ -685,8 +718,7 @@ typedef struct totals_s {
 /* Feeds one stream through the runtime of @p w, on partitions base..base+NPARTS-1, with
  * random batch boundaries and crashes, checking Redis against the model at every point
  * where the runtime has committed and delivered. @returns the stream's dead letters. */
-static int64_t run_stream(world_t *w, const run_opts_t *o, rng_t *r, int64_t *eid,
-                          totals_t *tot)
+static int64_t run_stream(world_t *w, const run_opts_t *o, rng_t *r, int64_t *eid, totals_t *tot)
 {
         stream_t s = {0};
         int nev = o->min_events + (int)below(r, (uint32_t)(o->max_events - o->min_events + 1));
@@ -735,10 +767,9 @@ static int64_t run_stream(world_t *w, const run_opts_t *o, rng_t *r, int64_t *ei
                 int rc = eddy__test_feed(w->ctx, TOPIC, base + p, cur[p], rec->json, 0, rec->json,
                                          rec->len);
                 if (rc != 0)
-                        fail_msg("seed %" PRIu64 " stream %d: feed of %d@%" PRId64
-                                 " (%.*s) returned %d",
-                                 w->seed, w->stream_no, base + p, cur[p], (int)rec->len,
-                                 rec->json, rc);
+                        fail_msg(
+                            "seed %" PRIu64 " stream %d: feed of %d@%" PRId64 " (%.*s) returned %d",
+                            w->seed, w->stream_no, base + p, cur[p], (int)rec->len, rec->json, rc);
                 cur[p]++;
                 tot->events++;
                 if (o->crash_pm && chance(r, o->crash_pm)) {
@@ -873,8 +904,7 @@ static void test_long_streams(void **state)
 }
 
 /* Parses "checked=N state_corrected=N state_drift=N" from a reconcile report. */
-static void reconcile_report(eddy_ctx_t *ctx, int64_t *checked, int64_t *corrected,
-                             int64_t *drift)
+static void reconcile_report(eddy_ctx_t *ctx, int64_t *checked, int64_t *corrected, int64_t *drift)
 {
         FILE *fp = tmpfile();
         assert_non_null(fp);
@@ -996,8 +1026,8 @@ static void test_reconcile(void **state)
                           NUSERS - 1, liked, flip ? "like" : "unlike");
         rec_t rec = {dup_bytes(ev, (size_t)el), (size_t)el, 1, flip, liked, NUSERS - 1};
         stream_add(&s, lp, &rec);
-        assert_int_equal(
-            eddy__test_feed(w.ctx, TOPIC, base + lp, cur[lp], NULL, 0, ev, (size_t)el), 0);
+        assert_int_equal(eddy__test_feed(w.ctx, TOPIC, base + lp, cur[lp], NULL, 0, ev, (size_t)el),
+                         0);
         cur[lp]++;
         assert_int_equal(eddy__test_commit(w.ctx), 0);
         check_synced(&w, &s, base, cur, "reconcile: after touching the fixed post");
@@ -1008,8 +1038,8 @@ static void test_reconcile(void **state)
                       "{\"event_id\":\"fix2\",\"user_id\":\"u1\",\"post_id\":\"p%d\","
                       "\"action\":\"like\",\"ts\":1}",
                       ghost);
-        assert_int_equal(
-            eddy__test_feed(w.ctx, TOPIC, base + gp, cur[gp], NULL, 0, ev, (size_t)el), 0);
+        assert_int_equal(eddy__test_feed(w.ctx, TOPIC, base + gp, cur[gp], NULL, 0, ev, (size_t)el),
+                         0);
         assert_int_equal(eddy__test_commit(w.ctx), 0);
         const kv_t *g = fr_find(&w.fr, "likes:p77", 9);
         assert_non_null(g);
@@ -1023,10 +1053,10 @@ static void test_reconcile(void **state)
 int main(void)
 {
         const struct CMUnitTest like_counter_commit_protocol[] = {
-            cmocka_unit_test(test_no_crash_random_batches),
-            cmocka_unit_test(test_crashes),
-            cmocka_unit_test(test_long_streams),
-            cmocka_unit_test(test_reconcile),
+            cmocka_unit_test_teardown(test_no_crash_random_batches, remove_live_dirs),
+            cmocka_unit_test_teardown(test_crashes, remove_live_dirs),
+            cmocka_unit_test_teardown(test_long_streams, remove_live_dirs),
+            cmocka_unit_test_teardown(test_reconcile, remove_live_dirs),
         };
         return cmocka_run_group_tests_name("like-counter and the commit protocol",
                                            like_counter_commit_protocol, NULL, NULL);

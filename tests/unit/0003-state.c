@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "state.h"
@@ -29,11 +30,46 @@ static void store_open(store_t *s)
                 fail_msg("eddy_state_open(%s): %s", s->dir, err);
 }
 
+/* The state.dirs of the stores alive, removed by the teardown if a test fails midway. */
+static char live_dirs[4][64];
+
+static void live_dir(const char *dir, int add)
+{
+        for (int i = 0; i < 4; i++)
+                if (add ? !live_dirs[i][0] : !strcmp(live_dirs[i], dir)) {
+                        if (add)
+                                snprintf(live_dirs[i], sizeof(live_dirs[i]), "%s", dir);
+                        else
+                                live_dirs[i][0] = '\0';
+                        return;
+                }
+        assert_false(add);
+}
+
+static void rm_rf(const char *dir)
+{
+        char cmd[128];
+        assert_true(strncmp(dir, "/tmp/eddy-0003-", 15) == 0);
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        assert_int_equal(system(cmd), 0);
+}
+
+static int remove_live_dirs(void **state)
+{
+        for (int i = 0; i < 4; i++)
+                if (live_dirs[i][0]) {
+                        rm_rf(live_dirs[i]);
+                        live_dirs[i][0] = '\0';
+                }
+        return 0;
+}
+
 static void store_init(store_t *s, int64_t cache_mb)
 {
         memset(s, 0, sizeof(*s));
         snprintf(s->dir, sizeof(s->dir), "/tmp/eddy-0003-XXXXXX");
         assert_non_null(mkdtemp(s->dir));
+        live_dir(s->dir, 1);
         s->opts = (eddy_state_opts_t){cache_mb, 8, 4, 0};
         store_open(s);
 }
@@ -57,10 +93,8 @@ static void store_free(store_t *s)
 {
         eddy_state_close(s->st);
         s->st = NULL;
-        char cmd[128];
-        assert_true(strncmp(s->dir, "/tmp/eddy-0003-", 15) == 0);
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->dir);
-        assert_int_equal(system(cmd), 0);
+        rm_rf(s->dir);
+        live_dir(s->dir, 0);
 }
 
 static void put_s(store_t *s, int32_t p, const char *k, const char *v)
@@ -217,8 +251,8 @@ static void test_scan_order_and_prefix_bounds(void **state)
         store_t s;
         store_init(&s, 16);
         /* inserted out of order, in partitions around the one scanned */
-        static const char *const keys[] = {"b",    "a\xff", "a",    "ab", "a\xff\xff", "aa",
-                                           "\xff", "a\x01", "\xfe", "b\0", "\xff\xff", "c"};
+        static const char *const keys[] = {"b",    "a\xff", "a",    "ab",  "a\xff\xff", "aa",
+                                           "\xff", "a\x01", "\xfe", "b\0", "\xff\xff",  "c"};
         static const size_t lens[] = {1, 2, 1, 2, 3, 2, 1, 2, 1, 2, 2, 1};
         const int32_t parts[] = {7, 6, 8, 255, 256};
         for (size_t pi = 0; pi < sizeof(parts) / sizeof(*parts); pi++)
@@ -607,7 +641,8 @@ static void test_cache_eviction(void **state)
                         for (int i = 0; i < N; i++) {
                                 char k[32];
                                 int kl = snprintf(k, sizeof(k), "key-%05d", i);
-                                size_t vl = (size_t)(1000 + (i * 7919 + round * 31) % (VMAX - 1000));
+                                size_t vl =
+                                    (size_t)(1000 + (i * 7919 + round * 31) % (VMAX - 1000));
                                 const void *v;
                                 size_t got;
                                 assert_int_equal(
@@ -618,8 +653,7 @@ static void test_cache_eviction(void **state)
                                             (char)('a' + (i + j * 13 + (size_t)round) % 26))
                                                 fail_msg("key %s byte %zu is wrong", k, j);
                                 assert_int_equal(
-                                    eddy__state_get(s.st, (i + 1) % 3, k, (size_t)kl, &v, &got),
-                                    0);
+                                    eddy__state_get(s.st, (i + 1) % 3, k, (size_t)kl, &v, &got), 0);
                         }
                 /* reads alone grow the cache; the next commit trims it again */
                 store_commit(&s);
@@ -676,7 +710,7 @@ static void gen_value(uint64_t vseed, size_t len, unsigned char *out)
 static unsigned char vbuf[MVMAX];
 
 typedef struct model_s {
-        mval_t cur[MP][MK], com[MP][MK]; /* as readers see it, and as committed */
+        mval_t cur[MP][MK], com[MP][MK];  /* as readers see it, and as committed */
         int64_t off_cur[MP], off_com[MP]; /* -1: none */
         char key[MK][16];
         size_t klen[MK];
@@ -731,8 +765,8 @@ static void check_key(store_t *s, const model_t *m, int p, int k, const char *wh
         int r = eddy__state_get(s->st, p, m->key[k], m->klen[k], &v, &vl);
         const mval_t *want = &m->cur[p][k];
         if (r != want->present)
-                fail_msg("%s: partition %d key #%d: get returned %d, the model says %d", when, p,
-                         k, r, want->present);
+                fail_msg("%s: partition %d key #%d: get returned %d, the model says %d", when, p, k,
+                         r, want->present);
         if (r == 1)
                 gen_value(want->vseed, want->len, vbuf);
         if (r == 1 && (vl != want->len || memcmp(v, vbuf, vl)))
@@ -795,8 +829,8 @@ static void check_scan(store_t *s, const model_t *m, int p, const unsigned char 
         int n = eddy__state_scan(s->st, p, prefix, plen, scan_check_cb, &c);
         int want = 0;
         for (int i = 0; i < MK; i++)
-                want += m->com[p][i].present && m->klen[i] >= plen &&
-                        !memcmp(m->key[i], prefix, plen);
+                want +=
+                    m->com[p][i].present && m->klen[i] >= plen && !memcmp(m->key[i], prefix, plen);
         if (n != want)
                 fail_msg("scan of partition %d, prefix of %zu bytes: %d keys, the model has %d", p,
                          plen, n, want);
@@ -824,13 +858,15 @@ static void test_random_against_model(void **state)
                 store_init(&s, si == 0 ? 1 : 16);
                 int commits = 0, crashes = 0, scans = 0, drops = 0;
                 int64_t evictions = 0;
+                clock_t t0 = clock();
+                uint64_t large = si == 0 ? 3 : 20; /* a third of the values large: evictions */
                 for (int op = 0; op < 12000; op++) {
                         uint64_t roll = rnd(&rs) % 1000;
                         int p = (int)(rnd(&rs) % MP), k = (int)(rnd(&rs) % MK);
                         if (roll < 450) {
                                 mval_t *mv = &m->cur[p][k];
                                 /* mostly small values, some large ones to push the cache */
-                                mv->len = rnd(&rs) % 3 == 0 ? rnd(&rs) % MVMAX : rnd(&rs) % 24;
+                                mv->len = rnd(&rs) % large == 0 ? rnd(&rs) % MVMAX : rnd(&rs) % 24;
                                 mv->vseed = rnd(&rs);
                                 mv->present = 1;
                                 gen_value(mv->vseed, mv->len, vbuf);
@@ -886,8 +922,9 @@ static void test_random_against_model(void **state)
                 store_reopen(&s);
                 check_all(&s, m, "at the end, reopened");
                 print_message("seed %" PRIu64 ": %d commits, %d crashes, %d scans, %d drops, "
-                              "%" PRId64 " cache evictions\n",
-                              seeds[si], commits, crashes, scans, drops, evictions);
+                              "%" PRId64 " cache evictions, %.1f s cpu\n",
+                              seeds[si], commits, crashes, scans, drops, evictions,
+                              (double)(clock() - t0) / CLOCKS_PER_SEC);
                 assert_true(commits > 100 && crashes > 20 && scans > 100 && drops > 3);
                 if (si == 0)
                         assert_true(evictions > 0);
@@ -915,16 +952,16 @@ static void test_open_errors(void **state)
 int main(void)
 {
         const struct CMUnitTest state_store[] = {
-            cmocka_unit_test(test_read_your_writes_and_commit),
-            cmocka_unit_test(test_scan_order_and_prefix_bounds),
-            cmocka_unit_test(test_scan_top_partition),
-            cmocka_unit_test(test_partition_isolation_and_drop),
-            cmocka_unit_test(test_drop_then_read_before_commit),
-            cmocka_unit_test(test_offsets_and_fences),
-            cmocka_unit_test(test_outbox),
-            cmocka_unit_test(test_cache_eviction),
-            cmocka_unit_test(test_random_against_model),
-            cmocka_unit_test(test_open_errors),
+            cmocka_unit_test_teardown(test_read_your_writes_and_commit, remove_live_dirs),
+            cmocka_unit_test_teardown(test_scan_order_and_prefix_bounds, remove_live_dirs),
+            cmocka_unit_test_teardown(test_scan_top_partition, remove_live_dirs),
+            cmocka_unit_test_teardown(test_partition_isolation_and_drop, remove_live_dirs),
+            cmocka_unit_test_teardown(test_drop_then_read_before_commit, remove_live_dirs),
+            cmocka_unit_test_teardown(test_offsets_and_fences, remove_live_dirs),
+            cmocka_unit_test_teardown(test_outbox, remove_live_dirs),
+            cmocka_unit_test_teardown(test_cache_eviction, remove_live_dirs),
+            cmocka_unit_test_teardown(test_random_against_model, remove_live_dirs),
+            cmocka_unit_test_teardown(test_open_errors, remove_live_dirs),
         };
         return cmocka_run_group_tests_name("state store", state_store, NULL, NULL);
 }
