@@ -40,7 +40,6 @@ struct eddy_redis_s {
         char password[256];
         struct timeval tv;
         char fence_prefix[512];
-        int chunk_keys;
         const eddy_logger_t *lg;
         redisContext *c;
         char sha[48];
@@ -106,8 +105,7 @@ static int parse_url(eddy_redis_t *r, const char *url, char *errstr, size_t errs
 }
 
 eddy_redis_t *eddy_redis_new(const char *url, int timeout_ms, const char *fence_prefix,
-                             int chunk_keys, const eddy_logger_t *lg, char *errstr,
-                             size_t errstr_size)
+                             const eddy_logger_t *lg, char *errstr, size_t errstr_size)
 {
         eddy_redis_t *r = calloc(1, sizeof(*r));
         if (!r)
@@ -119,7 +117,6 @@ eddy_redis_t *eddy_redis_new(const char *url, int timeout_ms, const char *fence_
         r->tv.tv_sec = timeout_ms / 1000;
         r->tv.tv_usec = (timeout_ms % 1000) * 1000;
         snprintf(r->fence_prefix, sizeof(r->fence_prefix), "%s", fence_prefix);
-        r->chunk_keys = chunk_keys > 0 ? chunk_keys : 1000;
         r->lg = lg;
         return r;
 }
@@ -221,11 +218,6 @@ static void argv_reserve(eddy_redis_t *r, size_t n)
         }
 }
 
-int64_t eddy_redis_chunks(const eddy_redis_t *r, size_t nops)
-{
-        return nops == 0 ? 1 : (int64_t)((nops + (size_t)r->chunk_keys - 1) / (size_t)r->chunk_keys);
-}
-
 /* Sleep with backoff; @returns non-zero if asked to stop. */
 static int backoff(eddy_redis_t *r, int *attempt, const char *why, volatile sig_atomic_t *stop)
 {
@@ -247,18 +239,19 @@ static int backoff(eddy_redis_t *r, int *attempt, const char *why, volatile sig_
 
 /* Pipelines every chunk, then reads every reply. @returns 0, or -1 with why. */
 static int apply_once(eddy_redis_t *r, int32_t partition, int64_t pos, int64_t seq_base,
-                      const eddy_redis_op_t *ops, size_t nops, char *why, size_t whysize)
+                      size_t chunk_keys, const eddy_redis_op_t *ops, size_t nops, char *why,
+                      size_t whysize)
 {
         char fence[600], poss[24];
         snprintf(fence, sizeof(fence), "%s%" PRId32, r->fence_prefix, partition);
         snprintf(poss, sizeof(poss), "%" PRId64, pos);
-        int64_t nchunks = eddy_redis_chunks(r, nops);
+        int64_t nchunks = nops == 0 ? 1 : (int64_t)((nops + chunk_keys - 1) / chunk_keys);
         char(*seqbuf)[24] = calloc((size_t)nchunks, sizeof(*seqbuf));
         if (!seqbuf)
                 abort();
         size_t i = 0;
         for (int64_t ch = 0; ch < nchunks; ch++) {
-                size_t n = nops - i < (size_t)r->chunk_keys ? nops - i : (size_t)r->chunk_keys;
+                size_t n = nops - i < chunk_keys ? nops - i : chunk_keys;
                 argv_reserve(r, 6 + 3 * n);
                 size_t a = 0;
                 r->argv[a] = "EVALSHA";
@@ -321,13 +314,15 @@ static int apply_once(eddy_redis_t *r, int32_t partition, int64_t pos, int64_t s
 }
 
 int eddy_redis_apply(eddy_redis_t *r, int32_t partition, int64_t pos, int64_t seq_base,
-                     const eddy_redis_op_t *ops, size_t nops, volatile sig_atomic_t *stop)
+                     uint32_t chunk_keys, const eddy_redis_op_t *ops, size_t nops,
+                     volatile sig_atomic_t *stop)
 {
         char why[512];
         int attempt = 0;
         for (;;) {
                 if (connect_once(r, why, sizeof(why)) == 0 &&
-                    apply_once(r, partition, pos, seq_base, ops, nops, why, sizeof(why)) == 0) {
+                    apply_once(r, partition, pos, seq_base, chunk_keys ? chunk_keys : 1, ops, nops,
+                               why, sizeof(why)) == 0) {
                         if (attempt)
                                 eddy__log(r->lg, LOG_NOTICE, "REDIS",
                                           "redis at %s:%d is back; delivery resumed", r->host,

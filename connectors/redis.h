@@ -19,8 +19,7 @@ typedef struct eddy_redis_s eddy_redis_t;
  */
 struct eddy_logger_s;
 eddy_redis_t *eddy_redis_new(const char *url, int timeout_ms, const char *fence_prefix,
-                             int chunk_keys, const struct eddy_logger_s *lg, char *errstr,
-                             size_t errstr_size);
+                             const struct eddy_logger_s *lg, char *errstr, size_t errstr_size);
 void eddy_redis_destroy(eddy_redis_t *r);
 
 typedef struct eddy_redis_op_s {
@@ -32,17 +31,16 @@ typedef struct eddy_redis_op_s {
 } eddy_redis_op_t;
 
 /**
- * @brief Apply @p ops for @p partition at input position @p pos, in chunks fenced by
+ * @brief Apply @p ops for @p partition at input position @p pos, in chunks of
+ *        @p chunk_keys keys fenced by
  *        (pos, seq_base + chunk index). A chunk whose (pos, seq) is not above the fence
  *        stored in Redis is skipped, so re-delivery and zombies change nothing.
  *        Retries with backoff (logging what it waits for) until it succeeds or *stop is set.
  * @returns 0, or EDDY_ERR_STOPPED.
  */
 int eddy_redis_apply(eddy_redis_t *r, int32_t partition, int64_t pos, int64_t seq_base,
-                     const eddy_redis_op_t *ops, size_t nops, volatile sig_atomic_t *stop);
-
-/** @returns how many chunks eddy_redis_apply() uses for @p nops operations. */
-int64_t eddy_redis_chunks(const eddy_redis_t *r, size_t nops);
+                     uint32_t chunk_keys, const eddy_redis_op_t *ops, size_t nops,
+                     volatile sig_atomic_t *stop);
 
 /**
  * @brief GET each of @p keys (retrying like eddy_redis_apply()).

@@ -226,8 +226,17 @@ static void defaults(const eddy_prop_t *props, void *conf)
 
 /* Routes one flattened key to kafka, the runtime table or the processor table. */
 static int route(const char *key, json_t *jv, const char *tv, const char *src, eddy_rtconf_t *rt,
-                 const eddy_prop_t *pprops, void *pconf, char *errstr, size_t errstr_size)
+                 const eddy_prop_t *pprops, void *pconf, eddy_strlist_t *seen, char *errstr,
+                 size_t errstr_size)
 {
+        /* {"redis":{"url":..}} and {"redis.url":..} name one key: the file may give it once */
+        for (size_t i = 0; seen && i < seen->n; i++)
+                if (!strcmp(seen->v[i], key)) {
+                        snprintf(errstr, errstr_size, "%s: %s is given twice", src, key);
+                        return -1;
+                }
+        if (seen)
+                list_add(seen, key, strlen(key));
         if (!strncmp(key, "kafka.", 6) && !find(eddy_rt_props, key)) {
                 char buf[4096];
                 const char *v = tv;
@@ -273,7 +282,8 @@ static int route(const char *key, json_t *jv, const char *tv, const char *src, e
 }
 
 static int flatten(json_t *obj, const char *prefix, const char *src, eddy_rtconf_t *rt,
-                   const eddy_prop_t *pprops, void *pconf, char *errstr, size_t errstr_size)
+                   const eddy_prop_t *pprops, void *pconf, eddy_strlist_t *seen, char *errstr,
+                   size_t errstr_size)
 {
         const char *k;
         json_t *v;
@@ -287,9 +297,10 @@ static int flatten(json_t *obj, const char *prefix, const char *src, eddy_rtconf
                 }
                 int r;
                 if (json_is_object(v) && !find(pprops, key))
-                        r = flatten(v, key, src, rt, pprops, pconf, errstr, errstr_size);
+                        r = flatten(v, key, src, rt, pprops, pconf, seen, errstr, errstr_size);
                 else
-                        r = route(key, v, NULL, src, rt, pprops, pconf, errstr, errstr_size);
+                        r = route(key, v, NULL, src, rt, pprops, pconf, seen, errstr,
+                                  errstr_size);
                 if (r)
                         return r;
         }
@@ -328,7 +339,9 @@ int eddy_conf_load(const char *path, char **overrides, int noverrides, const cha
                         }
                         json_object_del(root, "processor");
                 }
-                int r = flatten(root, "", path, rt, pprops, pconf, errstr, errstr_size);
+                eddy_strlist_t seen = {0};
+                int r = flatten(root, "", path, rt, pprops, pconf, &seen, errstr, errstr_size);
+                list_free(&seen);
                 json_decref(root);
                 if (r)
                         return r;
@@ -342,7 +355,7 @@ int eddy_conf_load(const char *path, char **overrides, int noverrides, const cha
                 }
                 char key[512];
                 snprintf(key, sizeof(key), "%.*s", (int)(eq - overrides[i]), overrides[i]);
-                if (route(key, NULL, eq + 1, "-X", rt, pprops, pconf, errstr, errstr_size))
+                if (route(key, NULL, eq + 1, "-X", rt, pprops, pconf, NULL, errstr, errstr_size))
                         return -1;
         }
         /* derived defaults */
@@ -366,12 +379,13 @@ int eddy_conf_load(const char *path, char **overrides, int noverrides, const cha
         if (strcmp(rt->state_missing, "earliest") && strcmp(rt->state_missing, "latest") &&
             strcmp(rt->state_missing, "fail")) {
                 snprintf(errstr, errstr_size,
-                         "state.missing: expected earliest, latest or fail, got \"%s\"",
-                         rt->state_missing);
+                         "%s: state.missing: expected earliest, latest or fail, got \"%s\"",
+                         path ? path : "-X", rt->state_missing);
                 return -1;
         }
         if (rt->input_topics.n == 0) {
-                snprintf(errstr, errstr_size, "input.topics: expected at least one topic");
+                snprintf(errstr, errstr_size, "%s: input.topics: expected at least one topic",
+                         path ? path : "-X");
                 return -1;
         }
         return 0;

@@ -86,7 +86,7 @@ int eddy_keyset_add(eddy_keyset_t *ks, int32_t partition, const void *key, size_
         for (j = h & mask; ks->slots[j]; j = (j + 1) & mask) {
                 const item_t *it = &ks->items[ks->slots[j] - 1];
                 if (it->hash == h && it->partition == partition && it->len == len &&
-                    memcmp(ks->arena + it->off, key, len) == 0)
+                    (len == 0 || memcmp(ks->arena + it->off, key, len) == 0))
                         return 0;
         }
         if (ks->n == ks->cap) {
@@ -97,7 +97,8 @@ int eddy_keyset_add(eddy_keyset_t *ks, int32_t partition, const void *key, size_
                 ks->acap = (ks->alen + len) * 2 + 4096;
                 ks->arena = xrealloc(ks->arena, ks->acap);
         }
-        memcpy(ks->arena + ks->alen, key, len);
+        if (len)
+                memcpy(ks->arena + ks->alen, key, len);
         ks->items[ks->n] = (item_t){h, ks->alen, (uint32_t)len, partition};
         ks->alen += len;
         ks->n++;
@@ -132,7 +133,7 @@ const eddy_keyset_ent_t *eddy_keyset_sorted(eddy_keyset_t *ks, size_t *n)
         }
         for (size_t i = 0; i < ks->n; i++)
                 ks->out[i] = (eddy_keyset_ent_t){ks->items[i].partition, ks->items[i].len,
-                                                 ks->arena + ks->items[i].off};
+                                                 ks->arena ? ks->arena + ks->items[i].off : ""};
         if (ks->n > 1)
                 qsort(ks->out, ks->n, sizeof(*ks->out), ent_cmp);
         *n = ks->n;

@@ -107,8 +107,7 @@ struct eddy_ctx_s {
         size_t ndone, done_cap;
 
         /* Redis delivery: eddy_redis_apply(), or a test's fake sink */
-        int (*apply)(void *opaque, int32_t partition, int64_t pos, int64_t seq,
-                     const eddy_redis_op_t *ops, size_t nops);
+        eddy_test_apply_fn *apply;
         void *apply_opaque;
 
         const eddy_msg_t *cur;
@@ -415,25 +414,26 @@ static int deliver_kafka(eddy_ctx_t *ctx, rd_t *r, uint32_t nrec)
 }
 
 static int apply_redis(void *opaque, int32_t partition, int64_t pos, int64_t seq,
-                       const eddy_redis_op_t *ops, size_t nops)
+                       uint32_t chunk, const eddy_redis_op_t *ops, size_t nops)
 {
         eddy_ctx_t *ctx = opaque;
         if (!ctx->redis)
                 return 0;
-        return eddy_redis_apply(ctx->redis, partition, pos, seq, ops, nops, &eddy_stop);
+        return eddy_redis_apply(ctx->redis, partition, pos, seq, chunk, ops, nops, &eddy_stop);
 }
 
 /* Delivers one committed outbox entry. @returns 0, EDDY_ERR_STOPPED, or -1 if corrupt. */
 static int deliver(eddy_ctx_t *ctx, const void *e, size_t len, entry_view_t *v)
 {
         rd_t r = {e, (const unsigned char *)e + len, 0};
-        if (rd_n(&r, 1) != 'E' || rd_n(&r, 1) != 1)
+        if (rd_n(&r, 1) != 'E' || rd_n(&r, 1) != 2)
                 return -1;
         uint32_t ngroups = (uint32_t)rd_n(&r, 4);
         for (uint32_t g = 0; g < ngroups && !r.bad; g++) {
                 int32_t part = (int32_t)rd_n(&r, 4);
                 int64_t pos = (int64_t)rd_n(&r, 8);
                 int64_t seq = (int64_t)rd_n(&r, 8);
+                uint32_t chunk = (uint32_t)rd_n(&r, 4);
                 uint32_t nops = (uint32_t)rd_n(&r, 4);
                 if (r.bad)
                         break;
@@ -452,7 +452,9 @@ static int deliver(eddy_ctx_t *ctx, const void *e, size_t len, entry_view_t *v)
                 }
                 if (r.bad)
                         break;
-                int rc = ctx->apply(ctx->apply_opaque, part, pos, seq, v->ops, nops);
+                if (chunk == 0)
+                        return -1;
+                int rc = ctx->apply(ctx->apply_opaque, part, pos, seq, chunk, v->ops, nops);
                 if (rc)
                         return rc;
         }
@@ -526,9 +528,10 @@ static int rop_cmp(const void *a, const void *b)
 /* Encodes the batch's outputs into an outbox entry; hands out fence (pos, seq) per group. */
 static void encode_entry(eddy_ctx_t *ctx, rop_t *ops, size_t nops, buf_t *out)
 {
-        qsort(ops, nops, sizeof(*ops), rop_cmp);
+        if (nops > 1)
+                qsort(ops, nops, sizeof(*ops), rop_cmp);
         buf_u8(out, 'E');
-        buf_u8(out, 1);
+        buf_u8(out, 2); /* entry format version */
         uint32_t ngroups = 0;
         for (size_t i = 0; i < nops; i++)
                 if (i == 0 || ops[i].partition != ops[i - 1].partition)
@@ -551,17 +554,15 @@ static void encode_entry(eddy_ctx_t *ctx, rop_t *ops, size_t nops, buf_t *out)
                 int64_t seq = pos > sc->fpos ? 0 : sc->fseq + 1;
                 if (pos < sc->fpos)
                         pos = sc->fpos; /* never hand out a position below one handed out */
-                int64_t nchunks = ctx->redis ? eddy_redis_chunks(ctx->redis, j - i)
-                                             : (int64_t)(j - i + ctx->rt.redis_chunk_keys - 1) /
-                                                   ctx->rt.redis_chunk_keys;
-                if (nchunks < 1)
-                        nchunks = 1;
+                int64_t chunk = ctx->rt.redis_chunk_keys;
+                int64_t nchunks = j - i == 0 ? 1 : ((int64_t)(j - i) + chunk - 1) / chunk;
                 sc->fpos = pos;
                 sc->fseq = seq + nchunks - 1;
                 eddy_state_fence_set(ctx->st, p, sc->fpos, sc->fseq);
                 buf_u32(out, (uint32_t)p);
                 buf_u64(out, (uint64_t)pos);
                 buf_u64(out, (uint64_t)seq);
+                buf_u32(out, (uint32_t)chunk); /* the seqs handed out assume this chunk size */
                 buf_u32(out, (uint32_t)(j - i));
                 for (size_t k = i; k < j; k++) {
                         buf_u8(out, (uint8_t)ops[k].op);
@@ -598,7 +599,7 @@ static void commit_group_offsets(eddy_ctx_t *ctx)
                         if (ctx->topics[t].parts[p].touched)
                                 rd_kafka_topic_partition_list_add(l, ctx->topics[t].name, p)
                                     ->offset = ctx->topics[t].parts[p].next;
-        if (l->cnt)
+        if (l->cnt && ctx->rk)
                 rd_kafka_commit(ctx->rk, l, 1 /* async: for lag monitoring only */);
         rd_kafka_topic_partition_list_destroy(l);
 }
@@ -1170,8 +1171,7 @@ static int ctx_init(eddy_ctx_t *ctx, const eddy_job_args_t *a, int want_kafka, i
                 if (fl < sizeof(fence))
                         snprintf(fence + fl, sizeof(fence) - fl, ":");
                 ctx->redis = eddy_redis_new(ctx->rt.redis_url, (int)ctx->rt.redis_timeout_ms,
-                                            fence, (int)ctx->rt.redis_chunk_keys, &ctx->lg, err,
-                                            sizeof(err));
+                                            fence, &ctx->lg, err, sizeof(err));
                 if (!ctx->redis) {
                         fprintf(stderr, "eddy: %s\n", err);
                         return 2;

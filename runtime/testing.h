@@ -7,8 +7,9 @@
 
 #include <stdio.h>
 
+/** A Redis delivery: @p ops in chunks of @p chunk keys, fenced by (pos, seq + chunk index). */
 typedef int(eddy_test_apply_fn)(void *opaque, int32_t partition, int64_t pos, int64_t seq,
-                                const eddy_redis_op_t *ops, size_t nops);
+                                uint32_t chunk, const eddy_redis_op_t *ops, size_t nops);
 
 /**
  * @brief A runtime over state.dir (from @p overrides, "-X" style) that delivers Redis

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "redis.h"
@@ -125,7 +126,18 @@ typedef struct fake_redis_s {
         uint64_t failures;
         int bad; /* a protocol violation seen by the sink, described in why */
         char why[512];
+        struct seen_s *seen; /* every (partition, pos, seq) delivered: a hash of its ops */
+        size_t nseen, seen_slots;
 } fake_redis_t;
+
+/* A chunk identity and the hash of its ops: one identity must always carry the same ops,
+ * or a fenced re-delivery would drop a write that differs. */
+typedef struct seen_s {
+        int used;
+        int32_t partition;
+        int64_t pos, seq;
+        uint64_t h;
+} seen_t;
 
 static void fr_violation(fake_redis_t *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -205,7 +217,62 @@ static void fr_free(fake_redis_t *r)
         fr_clear_keys(r);
         free(r->kv);
         free(r->fences);
+        free(r->seen);
         memset(r, 0, sizeof(*r));
+}
+
+static uint64_t ops_hash(const eddy_redis_op_t *ops, size_t n)
+{
+        uint64_t h = 0xcbf29ce484222325ULL ^ n;
+        for (size_t i = 0; i < n; i++) {
+                const char *parts[2] = {ops[i].key, ops[i].op == EDDY_ROP_SET ? ops[i].val : ""};
+                size_t lens[2] = {ops[i].klen, ops[i].op == EDDY_ROP_SET ? ops[i].vlen : 0};
+                h = (h ^ (unsigned char)ops[i].op) * 0x100000001b3ULL;
+                for (int j = 0; j < 2; j++) {
+                        h = (h ^ lens[j]) * 0x100000001b3ULL;
+                        for (size_t k = 0; k < lens[j]; k++)
+                                h = (h ^ (unsigned char)parts[j][k]) * 0x100000001b3ULL;
+                }
+        }
+        return h;
+}
+
+static seen_t *seen_slot(seen_t *tab, size_t nslots, int32_t partition, int64_t pos, int64_t seq)
+{
+        uint64_t k = ((uint64_t)(uint32_t)partition * 0x9e3779b97f4a7c15ULL) ^
+                     ((uint64_t)pos * 0xbf58476d1ce4e5b9ULL) ^ (uint64_t)seq;
+        for (size_t i = (size_t)(k ^ (k >> 29)) & (nslots - 1);; i = (i + 1) & (nslots - 1))
+                if (!tab[i].used ||
+                    (tab[i].partition == partition && tab[i].pos == pos && tab[i].seq == seq))
+                        return &tab[i];
+}
+
+static void fr_seen(fake_redis_t *r, int32_t partition, int64_t pos, int64_t seq,
+                    const eddy_redis_op_t *ops, size_t n)
+{
+        if (r->nseen * 2 >= r->seen_slots) {
+                size_t nslots = r->seen_slots ? r->seen_slots * 2 : 4096;
+                seen_t *tab = calloc(nslots, sizeof(*tab));
+                assert_non_null(tab);
+                for (size_t i = 0; i < r->seen_slots; i++)
+                        if (r->seen[i].used)
+                                *seen_slot(tab, nslots, r->seen[i].partition, r->seen[i].pos,
+                                           r->seen[i].seq) = r->seen[i];
+                free(r->seen);
+                r->seen = tab;
+                r->seen_slots = nslots;
+        }
+        uint64_t h = ops_hash(ops, n);
+        seen_t *e = seen_slot(r->seen, r->seen_slots, partition, pos, seq);
+        if (!e->used) {
+                *e = (seen_t){1, partition, pos, seq, h};
+                r->nseen++;
+        } else if (e->h != h) {
+                fr_violation(r,
+                             "partition %" PRId32 " (pos %" PRId64 ", seq %" PRId64
+                             ") was delivered again with other contents",
+                             partition, pos, seq);
+        }
 }
 
 /* The Lua script, on one chunk. */
@@ -213,6 +280,7 @@ static void fr_script(fake_redis_t *r, int32_t partition, int64_t pos, int64_t s
                       const eddy_redis_op_t *ops, size_t n)
 {
         fence_t *f = fr_fence(r, partition);
+        fr_seen(r, partition, pos, seq, ops, n);
         if (f->present && (pos < f->pos || (pos == f->pos && seq <= f->seq))) {
                 r->chunks_fenced++;
                 return;
@@ -240,10 +308,14 @@ static void fr_script(fake_redis_t *r, int32_t partition, int64_t pos, int64_t s
 }
 
 static int fake_apply(void *opaque, int32_t partition, int64_t pos, int64_t seq_base,
-                      const eddy_redis_op_t *ops, size_t nops)
+                      uint32_t chunk, const eddy_redis_op_t *ops, size_t nops)
 {
         fake_redis_t *r = opaque;
         uint64_t call = ++r->calls;
+        /* the runtime pins the chunk size it handed fences out for into the entry */
+        if (chunk != r->chunk_keys)
+                fr_violation(r, "apply with chunk size %" PRIu32 ", configured %zu", chunk,
+                             r->chunk_keys);
         if (partition < 0 || pos < 0 || seq_base < 0 || nops == 0)
                 fr_violation(
                     r, "apply(partition %" PRId32 ", pos %" PRId64 ", seq %" PRId64 ", %zu ops)",
@@ -764,8 +836,10 @@ static int64_t run_stream(world_t *w, const run_opts_t *o, rng_t *r, int64_t *ei
                 }
                 int p = left[below(r, (uint32_t)nleft)];
                 const rec_t *rec = &s.recs[p][cur[p]];
-                int rc = eddy__test_feed(w->ctx, TOPIC, base + p, cur[p], rec->json, 0, rec->json,
-                                         rec->len);
+                char key[16]; /* the topic is keyed by post_id */
+                int kl = snprintf(key, sizeof(key), "p%d", rec->post);
+                int rc = eddy__test_feed(w->ctx, TOPIC, base + p, cur[p], key, (size_t)kl,
+                                         rec->json, rec->len);
                 if (rc != 0)
                         fail_msg(
                             "seed %" PRIu64 " stream %d: feed of %d@%" PRId64 " (%.*s) returned %d",
@@ -845,6 +919,8 @@ static void run_worlds(const uint64_t *seeds, int nworlds, int streams_per_world
         static const int chunks[] = {3, 1, 2, 1000, 3, 2, 1, 1000};
         totals_t tot = {0};
         int64_t opens = 0, applied = 0, fenced = 0;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         for (int wi = 0; wi < nworlds; wi++) {
                 world_t w;
                 rng_t r = {seeds[wi]};
@@ -852,18 +928,26 @@ static void run_worlds(const uint64_t *seeds, int nworlds, int streams_per_world
                 int64_t eid = 1;
                 for (int i = 0; i < streams_per_world; i++)
                         run_stream(&w, o, &r, &eid, &tot);
+                /* the last commit marked every entry done: a start re-delivers nothing */
+                uint64_t calls = w.fr.calls;
+                world_close(&w);
+                world_open(&w);
+                assert_int_equal(w.fr.calls, calls);
+                assert_int_equal(eddy__test_dlq_count(w.ctx), 0);
                 opens += w.opens;
                 tot.crashes += w.crashes;
                 applied += w.fr.chunks_applied;
                 fenced += w.fr.chunks_fenced;
                 world_free(&w);
         }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
         print_message("%s: %" PRId64 " streams, %" PRId64 " events (%" PRId64 " valid, %" PRId64
                       " duplicates, %" PRId64 " invalid), %" PRId64 " commits, %" PRId64
                       " crashes, %" PRId64 " starts, %" PRId64 " chunks applied, %" PRId64
-                      " fenced, %" PRId64 " dead letters\n",
+                      " fenced, %" PRId64 " dead letters; %.1f s\n",
                       name, tot.streams, tot.events, tot.kinds[K_VALID], tot.kinds[K_DUP],
-                      tot.invalid, tot.commits, tot.crashes, opens, applied, fenced, tot.dlq);
+                      tot.invalid, tot.commits, tot.crashes, opens, applied, fenced, tot.dlq,
+                      (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
         /* the mix must be worth something */
         assert_true(tot.invalid > tot.streams);
         assert_true(tot.kinds[K_DUP] > tot.streams);
@@ -876,6 +960,86 @@ static void run_worlds(const uint64_t *seeds, int nworlds, int streams_per_world
 }
 
 /* ---------------------------------------------------------------- the tests */
+
+/* Feeds one record of the stream being built by hand. */
+static void feed1(world_t *w, int32_t p, int64_t off, const char *json)
+{
+        assert_int_equal(eddy__test_feed(w->ctx, TOPIC, p, off, NULL, 0, json, strlen(json)), 0);
+}
+
+static void expect_key(world_t *w, const char *k, const char *v)
+{
+        const kv_t *e = fr_find(&w->fr, k, strlen(k));
+        if (!v) {
+                if (e)
+                        fail_msg("Redis holds %s = %.*s, expected no key", k, (int)e->vl, e->v);
+                return;
+        }
+        if (!e)
+                fail_msg("Redis has no %s, expected %s", k, v);
+        if (e->vl != strlen(v) || memcmp(e->v, v, e->vl))
+                fail_msg("Redis holds %s = %.*s, expected %s", k, (int)e->vl, e->v, v);
+}
+
+/* By example: one partition, a few batches, what reaches Redis and with which fence. */
+static void test_examples(void **state)
+{
+        world_t w;
+        world_init(&w, 1, 1000, 64);
+        w.fr.part_lo = 0;
+        w.fr.part_hi = 2;
+        const char *like3 = "{\"event_id\":\"e1\",\"user_id\":\"u3\",\"post_id\":\"p7\","
+                            "\"action\":\"like\",\"ts\":1700000000000}";
+        const char *like4 = "{\"event_id\":\"e2\",\"user_id\":\"u4\",\"post_id\":\"p7\","
+                            "\"action\":\"like\",\"ts\":1700000000001}";
+        const char *unlike3 = "{\"event_id\":\"e3\",\"user_id\":\"u3\",\"post_id\":\"p7\","
+                              "\"action\":\"unlike\",\"ts\":1700000000002}";
+        const char *unlike4 = "{\"event_id\":\"e4\",\"user_id\":\"u4\",\"post_id\":\"p7\","
+                              "\"action\":\"unlike\",\"ts\":1700000000003}";
+        /* one like, one commit: SET likes:p7 1, fenced at the offset read */
+        feed1(&w, 0, 0, like3);
+        assert_int_equal(eddy__test_commit(w.ctx), 0);
+        expect_key(&w, "likes:p7", "1");
+        assert_int_equal(w.fr.calls, 1);
+        assert_true(w.fr.fences[0].present);
+        assert_int_equal(w.fr.fences[0].pos, 0);
+        assert_int_equal(w.fr.fences[0].seq, 0);
+        assert_int_equal(eddy__test_next_offset(w.ctx, TOPIC, 0), 1);
+        /* the same event again, a second like of a liked post: no output at all */
+        feed1(&w, 0, 1, like3);
+        assert_int_equal(eddy__test_commit(w.ctx), 0);
+        assert_int_equal(w.fr.calls, 1);
+        assert_int_equal(eddy__test_next_offset(w.ctx, TOPIC, 0), 2);
+        /* several changes of one post in a batch: one absolute value */
+        feed1(&w, 0, 2, like4);
+        feed1(&w, 0, 3, unlike3);
+        feed1(&w, 0, 4, unlike3);
+        assert_int_equal(eddy__test_commit(w.ctx), 0);
+        assert_int_equal(w.fr.calls, 2);
+        expect_key(&w, "likes:p7", "1");
+        assert_int_equal(w.fr.fences[0].pos, 4);
+        assert_int_equal(w.fr.fences[0].seq, 0);
+        /* down to 0: DEL */
+        feed1(&w, 0, 5, unlike4);
+        assert_int_equal(eddy__test_commit(w.ctx), 0);
+        expect_key(&w, "likes:p7", NULL);
+        assert_int_equal(w.fr.nkv, 0);
+        /* an event already processed (offset below the stored one) is skipped */
+        feed1(&w, 0, 2, like4);
+        assert_int_equal(eddy__test_commit(w.ctx), 0);
+        expect_key(&w, "likes:p7", NULL);
+        assert_int_equal(eddy__test_dlq_count(w.ctx), 0);
+        /* a batch of nothing but a dead letter: counted, nothing for Redis */
+        uint64_t calls = w.fr.calls;
+        feed1(&w, 1, 0,
+              "{\"event_id\":\"e5\",\"user_id\":\"u1\",\"post_id\":\"p1\","
+              "\"action\":\"love\",\"ts\":1}");
+        assert_int_equal(eddy__test_commit(w.ctx), 0);
+        assert_int_equal(eddy__test_dlq_count(w.ctx), 1);
+        assert_int_equal(w.fr.calls, calls);
+        assert_int_equal(eddy__test_next_offset(w.ctx, TOPIC, 1), 1);
+        world_free(&w);
+}
 
 /* No crash: random batch boundaries and chunk sizes; every invalid record dead-lettered
  * exactly once. */
@@ -1053,6 +1217,7 @@ static void test_reconcile(void **state)
 int main(void)
 {
         const struct CMUnitTest like_counter_commit_protocol[] = {
+            cmocka_unit_test_teardown(test_examples, remove_live_dirs),
             cmocka_unit_test_teardown(test_no_crash_random_batches, remove_live_dirs),
             cmocka_unit_test_teardown(test_crashes, remove_live_dirs),
             cmocka_unit_test_teardown(test_long_streams, remove_live_dirs),
