@@ -18,6 +18,7 @@ See bench/README.md.
 """
 import argparse
 import bisect
+import hashlib
 import heapq
 import datetime
 import itertools
@@ -243,8 +244,8 @@ def log_time(line):
 
 
 def build(args):
-    eddy = os.path.join(ROOT, "build", "eddy")
-    if not args.no_build:
+    eddy = os.path.abspath(args.eddy) if args.eddy else os.path.join(ROOT, "build", "eddy")
+    if not args.no_build and not args.eddy:
         subprocess.run(["make", "-s", "-C", ROOT], check=True)
     bare = os.path.join(HERE, "out", "bare_consumer")
     subprocess.run(["make", "-s", "-C", HERE], check=True)
@@ -623,7 +624,8 @@ def memory(args, eddy, broker, rds, tmp):
     keys (each a distinct (post, user) like over 100k posts) plus a count per post.
 
     The dev broker keeps only ~5 MB per partition, so the producer stays at most ~1M events
-    ahead of what the job has committed."""
+    ahead of what the job has committed. If the job's progress stalls (no committed progress
+    for --stall-seconds), the run stops there and reports how far it got."""
     n = args.memory_keys
     db = 4
     url = "redis://127.0.0.1:%d/%d" % (rds.port, db)
@@ -637,9 +639,12 @@ def memory(args, eddy, broker, rds, tmp):
     log("memory: %d distinct likes into a live job", n)
     t0 = time.monotonic()
     cpu0 = proc_cpu_s(proc.pid)
-    series = []  # (events produced, lag, RSS MiB)
+    series = []  # (seconds, events produced, events committed by the job, RSS MiB)
     chunk = 100_000
     ts = 1_700_000_000_000
+    produced = 0
+    stalled = False
+    l = 0
     for start in range(0, n, chunk):
         for i in range(start, min(n, start + chunk)):
             post = i % posts
@@ -649,6 +654,8 @@ def memory(args, eddy, broker, rds, tmp):
                      b'"ts":%d}' % (i, user, post, ts + i // 100), b"p%d" % post)
         p.poll(0)
         p.flush(60)
+        produced = min(n, start + chunk)
+        best, best_t = None, time.monotonic()
         while True:
             l = lag()
             if l < 1_000_000:
@@ -656,47 +663,75 @@ def memory(args, eddy, broker, rds, tmp):
             if not proc.running():
                 raise SystemExit("bench: memory: the job died. Its log ends:\n" +
                                  proc.log()[-3000:])
+            if best is None or l < best - 1000:
+                best, best_t = l, time.monotonic()
+            elif time.monotonic() - best_t > args.stall_seconds:
+                stalled = True
+                break
             time.sleep(0.5)
-        series.append((start + chunk, l, round(mem.rss_kib / 1024)))
-        if (start // chunk) % 10 == 9:
-            log("memory: %d produced, lag %d, RSS %d MiB", start + chunk, l, mem.rss_kib // 1024)
-    harness.wait_until(lambda: lag() == 0, 600, interval=0.5, what="the memory job to catch up")
+        series.append((round(time.monotonic() - t0, 1), produced, produced - l,
+                       round(mem.rss_kib / 1024)))
+        if (start // chunk) % 10 == 9 or stalled:
+            log("memory: %.0fs: %d produced, %d committed by the job, RSS %d MiB",
+                series[-1][0], produced, produced - l, mem.rss_kib // 1024)
+        if stalled:
+            log("memory: the job made no progress for %ds: stopping here", args.stall_seconds)
+            break
+    if not stalled:
+        try:
+            harness.wait_until(lambda: lag() == 0, 600, interval=0.5,
+                               what="the memory job to catch up")
+            l = 0
+        except AssertionError:
+            stalled = True
+            l = lag()
     t1 = time.monotonic()
     cpu1 = proc_cpu_s(proc.pid)
+    done = produced - l
     time.sleep(1)
     rss_end, hwm = mem.rss_kib, mem.hwm_kib
     with open("/proc/%d/status" % proc.pid) as f:
-        status = {l.split(":")[0]: l.split(":")[1].strip() for l in f if l.startswith("Vm")}
+        status = {k.split(":")[0]: k.split(":")[1].strip() for k in f if k.startswith("Vm")}
     mem.stop()
     code = proc.term(120)
     lag.close()
-    r = redis.Redis.from_url(url)
-    want = str(n // posts)
-    sample = [r.get(PREFIX + "p%d" % i) for i in (0, 1, posts // 2, posts - 1)]
-    ok = all(v is not None and v.decode() in (want, str(n // posts + 1)) for v in sample)
+    ok = None
+    if not stalled:
+        r = redis.Redis.from_url(url)
+        want = str(n // posts)
+        sample = [r.get(PREFIX + "p%d" % i) for i in (0, 1, posts // 2, posts - 1)]
+        ok = all(v is not None and v.decode() in (want, str(n // posts + 1)) for v in sample)
     st = subprocess.run([eddy, "state", "-c", job, "stats"], capture_output=True, text=True)
-    stats = dict(l.split(None, 1) for l in st.stdout.splitlines() if " " in l)
+    stats = dict(k.split(None, 1) for k in st.stdout.splitlines() if " " in k)
     res = {
-        "keys": n,
+        "keys_target": n,
+        "events_committed": done,
+        "stalled": stalled,
         "rocksdb_estimate_num_keys": stats.get("rocksdb.estimate-num-keys"),
         "seconds": round(t1 - t0, 1),
-        "events_per_s": round(n / (t1 - t0)),
+        "events_per_s": round(done / (t1 - t0)),
         "eddy_cpu_s": round(cpu1 - cpu0, 1),
-        "events_per_cpu_s": round(n / (cpu1 - cpu0)) if cpu1 > cpu0 else None,
+        "events_per_cpu_s": round(done / (cpu1 - cpu0)) if cpu1 > cpu0 else None,
         "rss_end_mib": round(rss_end / 1024, 1),
         "peak_rss_mib": round(hwm / 1024, 1),
         "vm_status": status,
-        "rss_series": series,
+        "series_s_produced_committed_rssmib": series,
         "redis_counts_ok": ok,
         "exit_code": code,
     }
     print()
-    print("memory, live like-counter with %d membership keys (+%d counts), default cache "
+    print("memory, live like-counter, target %d membership keys (+%d counts), default cache "
           "budgets:" % (n, posts))
-    print("  RSS after catching up %.0f MiB, peak (VmHWM) %.0f MiB (target <= 1024); "
+    if stalled:
+        print("  STALLED: the job committed %d events (~keys) in %.0f s, then made no progress "
+              "for %d s" % (done, t1 - t0, args.stall_seconds))
+    print("  RSS at the end %.0f MiB, peak (VmHWM) %.0f MiB (target <= 1024 at 10M keys); "
           "%d events/s, %d events per CPU-second; Redis counts %s" % (
               res["rss_end_mib"], res["peak_rss_mib"], res["events_per_s"],
-              res["events_per_cpu_s"] or 0, "ok" if ok else "WRONG: %r" % sample))
+              res["events_per_cpu_s"] or 0,
+              "not checked" if ok is None else "ok" if ok else "WRONG"))
+    print("  (seconds, produced, committed, RSS MiB) every 1M: %s"
+          % [x for i, x in enumerate(series) if i % 10 == 9 or i == len(series) - 1])
     return res
 
 
@@ -752,12 +787,14 @@ def main():
     ap.add_argument("--memory", action="store_true",
                     help="also measure the RSS of a live job holding --memory-keys keys")
     ap.add_argument("--memory-keys", type=int, default=10_000_000)
+    ap.add_argument("--stall-seconds", type=int, default=60)
     ap.add_argument("--profile", action="store_true",
                     help="also run (b) under perf record and report the hot spots")
     ap.add_argument("--perf-freq", type=int, default=499)
     ap.add_argument("--only", choices=["latency", "memory"],
                     help="skip the throughput comparison")
     ap.add_argument("--no-build", action="store_true", help="do not run make first")
+    ap.add_argument("--eddy", help="the eddy binary to measure (default: build/eddy, made first)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, state)")
     ap.add_argument("--out", default=os.path.join(HERE, "out", "like-counter.json"))
     args = ap.parse_args()
@@ -776,7 +813,17 @@ def main():
         broker = harness.DevBroker(eddy, {TOPIC: args.partitions, LIVE_TOPIC: args.partitions,
                                           MEM_TOPIC: args.partitions}, tmp)
         rds = harness.Redis(tmp)
-        res = {"machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname()[2:4])},
+        git = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                             capture_output=True, text=True).stdout.strip()
+        with open(eddy, "rb") as f:
+            eddy_sha = hashlib.sha256(f.read()).hexdigest()[:16]
+        with open("/proc/loadavg") as f:
+            load = f.read().split()[:3]
+        log("eddy %s (git %s, sha256 %s); load average before: %s", eddy, git, eddy_sha,
+            " ".join(load))
+        res = {"machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname()[2:4]),
+                           "loadavg_before": load},
+               "eddy": {"binary": eddy, "git": git, "sha256_16": eddy_sha},
                "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         if not args.only:
             res["throughput"] = throughput(args, eddy, bare, broker, rds, tmp)

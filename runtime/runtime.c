@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +114,15 @@ struct eddy_ctx_s {
         const eddy_msg_t *cur;
         char reason[64];
         char detail[512];
+
+        /* the committer thread and its queue of prepared commits */
+        int async;
+        pthread_t thr;
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        struct job_s *head, *tail;
+        int queued, busy, quit, pipe_err;
+        int64_t write_ms, deliver_ms, wait_ms, poll_ms; /* time in RocksDB writes, delivery, back-pressure */
 
         /* counters */
         int64_t events_in, events_dlq, batches, replay_total, replay_done, test_dlq;
@@ -589,25 +599,122 @@ static void batch_reset(eddy_ctx_t *ctx)
                         ctx->topics[t].parts[p].touched = 0;
 }
 
-static void commit_group_offsets(eddy_ctx_t *ctx)
+/* The consumer-group offsets of the batch, for lag monitoring only; NULL if none. */
+static rd_kafka_topic_partition_list_t *group_offsets(eddy_ctx_t *ctx)
 {
-        if (ctx->replay)
-                return;
+        if (ctx->replay || !ctx->rk)
+                return NULL;
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
         for (int t = 0; t < ctx->ntopics; t++)
                 for (int p = 0; p < ctx->topics[t].nparts; p++)
                         if (ctx->topics[t].parts[p].touched)
                                 rd_kafka_topic_partition_list_add(l, ctx->topics[t].name, p)
                                     ->offset = ctx->topics[t].parts[p].next;
-        if (l->cnt && ctx->rk)
-                rd_kafka_commit(ctx->rk, l, 1 /* async: for lag monitoring only */);
+        if (l->cnt)
+                return l;
         rd_kafka_topic_partition_list_destroy(l);
+        return NULL;
 }
 
-/* Ends the batch in flight: flush, one atomic commit, delivery. @returns 0 or an error. */
-static int commit_batch(eddy_ctx_t *ctx)
+/* A prepared commit on its way: the RocksDB write, then the delivery of its entry. */
+typedef struct job_s {
+        eddy_state_txn_t *txn;
+        buf_t entry;
+        uint64_t seq;
+        rd_kafka_topic_partition_list_t *offsets;
+        struct job_s *next;
+} job_t;
+
+static void done_add(eddy_ctx_t *ctx, uint64_t seq)
+{
+        pthread_mutex_lock(&ctx->mu);
+        if (ctx->ndone == ctx->done_cap) {
+                ctx->done_cap = ctx->done_cap ? ctx->done_cap * 2 : 16;
+                ctx->done_seqs = xrealloc(ctx->done_seqs, ctx->done_cap * sizeof(uint64_t));
+        }
+        ctx->done_seqs[ctx->ndone++] = seq;
+        pthread_mutex_unlock(&ctx->mu);
+}
+
+/* Write, then deliver. @returns 0, or an error (the job must stop). Frees the job. */
+static int run_job(eddy_ctx_t *ctx, job_t *j)
 {
         char err[512];
+        int rc = 0;
+        int64_t t0 = now_ms();
+        int wr = eddy_state_write(ctx->st, j->txn, err, sizeof(err));
+        int64_t t1 = now_ms();
+        ctx->write_ms += t1 - t0;
+        if (wr != 0) {
+                eddy__log(&ctx->lg, LOG_ERR, "STATE", "%s", err);
+                rc = -1;
+        } else {
+                if (j->offsets)
+                        rd_kafka_commit(ctx->rk, j->offsets, 1 /* async: for lag monitoring */);
+                if (j->entry.len && !eddy_stop) {
+                        entry_view_t v = {NULL, 0};
+                        rc = deliver(ctx, j->entry.p, j->entry.len, &v);
+                        free(v.ops);
+                        ctx->deliver_ms += now_ms() - t1;
+                        if (rc == 0)
+                                done_add(ctx, j->seq);
+                        else if (rc == EDDY_ERR_STOPPED)
+                                rc = 0; /* stays in the outbox: delivered at the next start */
+                }
+        }
+        if (j->offsets)
+                rd_kafka_topic_partition_list_destroy(j->offsets);
+        free(j->entry.p);
+        free(j);
+        return rc;
+}
+
+/* The committer thread: jobs in order, one at a time. */
+static void *committer(void *opaque)
+{
+        eddy_ctx_t *ctx = opaque;
+        pthread_setname_np(pthread_self(), "eddy-commit");
+        pthread_mutex_lock(&ctx->mu);
+        for (;;) {
+                while (!ctx->head && !ctx->quit)
+                        pthread_cond_wait(&ctx->cv, &ctx->mu);
+                if (!ctx->head)
+                        break;
+                job_t *j = ctx->head;
+                ctx->head = j->next;
+                if (!ctx->head)
+                        ctx->tail = NULL;
+                ctx->busy = 1;
+                pthread_mutex_unlock(&ctx->mu);
+                /* after an error, jobs are still written (their state is consistent) but a
+                 * failed delivery is not retried here: the next start re-delivers */
+                int rc = run_job(ctx, j);
+                pthread_mutex_lock(&ctx->mu);
+                ctx->busy = 0;
+                ctx->queued--;
+                if (rc)
+                        ctx->pipe_err = 1;
+                pthread_cond_broadcast(&ctx->cv);
+        }
+        pthread_mutex_unlock(&ctx->mu);
+        return NULL;
+}
+
+/* Waits until every prepared commit is written and delivered. @returns 0 or -1. */
+static int drain(eddy_ctx_t *ctx)
+{
+        pthread_mutex_lock(&ctx->mu);
+        while (ctx->queued > 0)
+                pthread_cond_wait(&ctx->cv, &ctx->mu);
+        int err = ctx->pipe_err;
+        pthread_mutex_unlock(&ctx->mu);
+        return err ? -1 : 0;
+}
+
+/* Ends the batch in flight: flush, prepare one atomic commit, hand it to the committer
+ * (or, without one, write and deliver it here). @returns 0 or an error. */
+static int commit_batch(eddy_ctx_t *ctx)
+{
         if (ctx->proc->flush && ctx->proc->flush(ctx->self, ctx) != 0) {
                 eddy__log(&ctx->lg, LOG_ERR, "PROC", "%s flush failed", ctx->proc->name);
                 return -1;
@@ -619,44 +726,73 @@ static int commit_batch(eddy_ctx_t *ctx)
                         if (ctx->topics[t].parts[p].touched)
                                 eddy_state_offset_set(ctx->st, ctx->topics[t].name, p,
                                                       ctx->topics[t].parts[p].next);
+        pthread_mutex_lock(&ctx->mu);
         for (size_t i = 0; i < ctx->ndone; i++)
                 eddy_state_outbox_done(ctx->st, ctx->done_seqs[i]);
-        buf_t entry = {0};
-        uint64_t seq = 0;
-        int has_entry = ctx->nrops > 0 || ctx->ndlq > 0;
-        if (has_entry) {
-                encode_entry(ctx, ctx->rops, ctx->nrops, &entry);
-                seq = eddy_state_outbox_add(ctx->st, entry.p, entry.len);
+        ctx->ndone = 0;
+        pthread_mutex_unlock(&ctx->mu);
+        job_t *j = calloc(1, sizeof(*j));
+        if (ctx->nrops > 0 || ctx->ndlq > 0) {
+                encode_entry(ctx, ctx->rops, ctx->nrops, &j->entry);
+                j->seq = eddy_state_outbox_add(ctx->st, j->entry.p, j->entry.len);
         }
         if (!eddy_state_pending(ctx->st)) {
+                free(j);
                 batch_reset(ctx);
                 return 0;
         }
-        if (eddy_state_commit(ctx->st, err, sizeof(err)) != 0) {
-                eddy__log(&ctx->lg, LOG_ERR, "STATE", "%s", err);
-                free(entry.p);
-                return -1;
-        }
-        ctx->ndone = 0;
+        j->offsets = group_offsets(ctx);
+        j->txn = eddy_state_prepare(ctx->st);
         ctx->batches++;
-        commit_group_offsets(ctx);
         batch_reset(ctx);
-        int rc = 0;
-        if (has_entry) {
-                entry_view_t v = {NULL, 0};
-                rc = deliver(ctx, entry.p, entry.len, &v);
-                free(v.ops);
-                if (rc == 0) {
-                        if (ctx->ndone == ctx->done_cap) {
-                                ctx->done_cap = ctx->done_cap ? ctx->done_cap * 2 : 16;
-                                ctx->done_seqs = xrealloc(ctx->done_seqs,
-                                                          ctx->done_cap * sizeof(uint64_t));
-                        }
-                        ctx->done_seqs[ctx->ndone++] = seq;
-                }
+        if (!ctx->async) {
+                int rc = run_job(ctx, j);
+                if (rc == 0 && eddy_state_over_budget(ctx->st))
+                        eddy_state_evict(ctx->st);
+                return rc;
         }
-        free(entry.p);
-        return rc == EDDY_ERR_STOPPED ? 0 : rc;
+        int64_t w0 = now_ms();
+        pthread_mutex_lock(&ctx->mu);
+        while (ctx->queued >= 2 && !ctx->pipe_err) /* at most one waiting behind the one in work */
+                pthread_cond_wait(&ctx->cv, &ctx->mu);
+        ctx->wait_ms += now_ms() - w0;
+        if (ctx->tail)
+                ctx->tail->next = j;
+        else
+                ctx->head = j;
+        ctx->tail = j;
+        ctx->queued++;
+        int err = ctx->pipe_err;
+        pthread_cond_broadcast(&ctx->cv);
+        pthread_mutex_unlock(&ctx->mu);
+        if (err)
+                return -1;
+        if (eddy_state_over_budget(ctx->st)) {
+                if (drain(ctx))
+                        return -1;
+                eddy_state_evict(ctx->st);
+        }
+        return 0;
+}
+
+static int committer_start(eddy_ctx_t *ctx)
+{
+        if (pthread_create(&ctx->thr, NULL, committer, ctx) != 0)
+                return -1;
+        ctx->async = 1;
+        return 0;
+}
+
+static void committer_stop(eddy_ctx_t *ctx)
+{
+        if (!ctx->async)
+                return;
+        pthread_mutex_lock(&ctx->mu);
+        ctx->quit = 1;
+        pthread_cond_broadcast(&ctx->cv);
+        pthread_mutex_unlock(&ctx->mu);
+        pthread_join(ctx->thr, NULL);
+        ctx->async = 0;
 }
 
 /* ---------------------------------------------------------------- dead letters */
@@ -804,8 +940,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 else
                         rd_kafka_assign(rk, parts);
         } else {
-                /* Revoked or lost: the batch in flight holds their events; commit it first. */
-                if (commit_batch(ctx) != 0) {
+                /* Revoked or lost: the batch in flight holds their events; commit it, and
+                 * deliver what is committed, before letting them go. */
+                if (commit_batch(ctx) != 0 || drain(ctx) != 0) {
                         ctx->fatal = 1;
                         eddy_stop = 1;
                 }
@@ -1100,6 +1237,9 @@ static void progress(eddy_ctx_t *ctx, int64_t t0, int final)
 
 static void ctx_free(eddy_ctx_t *ctx)
 {
+        committer_stop(ctx);
+        pthread_mutex_destroy(&ctx->mu);
+        pthread_cond_destroy(&ctx->cv);
         if (ctx->self && ctx->proc->close)
                 ctx->proc->close(ctx->self);
         if (ctx->rk)
@@ -1135,6 +1275,8 @@ static int ctx_init(eddy_ctx_t *ctx, const eddy_job_args_t *a, int want_kafka, i
         ctx->proc = a->proc;
         ctx->apply = apply_redis;
         ctx->apply_opaque = ctx;
+        pthread_mutex_init(&ctx->mu, NULL);
+        pthread_cond_init(&ctx->cv, NULL);
         ctx->pconf = calloc(1, a->proc->conf_size ? a->proc->conf_size : 1);
         ctx->lg.level = LOG_INFO;
         if (eddy_conf_load(a->conf_path, a->overrides, a->noverrides, a->proc->name,
@@ -1259,6 +1401,8 @@ static int reconcile_all(eddy_ctx_t *ctx, FILE *report)
                           ctx->proc->name);
                 return -1;
         }
+        if (drain(ctx) != 0)
+                return -1;
         int32_t *parts;
         int np = recon_partitions(ctx, &parts);
         eddy_reconcile_stats_t tot = {0, 0, 0};
@@ -1393,6 +1537,10 @@ int eddy_runtime_run(const eddy_job_args_t *a)
                   "%s",
                   ctx.proc->name, ctx.rt.state_dir, ctx.rt.batch_max_events, ctx.rt.batch_max_ms,
                   ctx.replay ? " (bounded replay)" : "");
+        if (committer_start(&ctx) != 0) {
+                eddy__log(&ctx.lg, LOG_ERR, "RUN", "can not start the committer thread");
+                goto out;
+        }
         int64_t t0 = now_ms(), last_progress = t0, last_recon = t0;
         int failed = 0;
         while (!eddy_stop && !failed) {
@@ -1403,7 +1551,9 @@ int eddy_runtime_run(const eddy_job_args_t *a)
                         int64_t left = deadline - now_ms();
                         if (left < 0)
                                 break;
+                        int64_t p0 = now_ms();
                         rd_kafka_message_t *m = rd_kafka_consumer_poll(ctx.rk, (int)left);
+                        ctx.poll_ms += now_ms() - p0;
                         if (!m)
                                 continue;
                         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -1447,9 +1597,9 @@ int eddy_runtime_run(const eddy_job_args_t *a)
                         progress(&ctx, t0, 0);
                 }
         }
-        if (!failed && commit_batch(&ctx) != 0)
+        if (!failed && (commit_batch(&ctx) != 0 || drain(&ctx) != 0))
                 failed = 1;
-        /* the done-marks of the last delivery */
+        /* the done-marks of the last deliveries */
         if (!failed && ctx.ndone) {
                 for (size_t i = 0; i < ctx.ndone; i++)
                         eddy_state_outbox_done(ctx.st, ctx.done_seqs[i]);
@@ -1462,8 +1612,11 @@ int eddy_runtime_run(const eddy_job_args_t *a)
         if (!ctx.replay)
                 rd_kafka_consumer_close(ctx.rk);
         eddy__log(&ctx.lg, LOG_NOTICE, "RUN",
-                  "stopped: events=%" PRId64 " dead_lettered=%" PRId64 " batches=%" PRId64 "%s",
-                  ctx.events_in, ctx.events_dlq, ctx.batches, failed ? " (on an error)" : "");
+                  "stopped: events=%" PRId64 " dead_lettered=%" PRId64 " batches=%" PRId64
+                  " state_write_ms=%" PRId64 " deliver_ms=%" PRId64 " backpressure_ms=%" PRId64
+                  " poll_ms=%" PRId64 "%s",
+                  ctx.events_in, ctx.events_dlq, ctx.batches, ctx.write_ms, ctx.deliver_ms,
+                  ctx.wait_ms, ctx.poll_ms, failed ? " (on an error)" : "");
         rc = failed || ctx.fatal ? 1 : 0;
 out:
         ctx_free(&ctx);

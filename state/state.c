@@ -25,12 +25,24 @@
 #define ENT_DIRTY   0x2
 #define ENT_REF     0x4
 
+/* One cached key: one allocation holding the key bytes, then room for the value. */
 typedef struct ent_s {
-        uint64_t hash;
         uint32_t klen, vlen, vcap;
+        uint32_t dpos; /* position in the dirty list, when dirty */
         uint8_t flags;
-        char *buf; /* key bytes (klen) then value bytes (vcap) */
+        char buf[]; /* key bytes (klen) then value bytes (vcap) */
 } ent_t;
+
+/* A slot carries the hash, so probing does not touch the entries. */
+typedef struct slot_s {
+        uint64_t hash;
+        ent_t *e;
+} slot_t;
+
+/* What the cache knows of a partition's keys in RocksDB. */
+#define PART_UNKNOWN    0
+#define PART_COMPLETE   1 /* every key RocksDB holds for it is in the cache */
+#define PART_INCOMPLETE 2
 
 struct eddy_state_s {
         rocksdb_t *db;
@@ -43,15 +55,15 @@ struct eddy_state_s {
         rocksdb_writebatch_t *wb; /* meta changes of the next commit */
         int wb_ops;
 
-        ent_t **slots; /* the cache */
+        slot_t *slots; /* the cache */
         size_t nslots, nents;
         size_t bytes, budget;
         ent_t **dirty;
         size_t ndirty, dirty_cap;
         uint64_t outbox_next;
 
-        uint32_t *dropped; /* partitions dropped in the next commit: read as empty */
-        size_t ndropped;
+        uint8_t *parts; /* PART_* per partition number */
+        size_t nparts;
 
         char *kbuf; /* scratch for full keys */
         size_t kbuf_cap;
@@ -130,7 +142,7 @@ static const char *state_key(eddy_state_t *st, int32_t partition, const void *ke
 
 static size_t ent_bytes(const ent_t *e)
 {
-        return sizeof(*e) + e->klen + e->vcap + 16;
+        return sizeof(slot_t) * 2 + sizeof(*e) + e->klen + e->vcap + 16;
 }
 
 static int copy_err(char *err, const char *what, char *errstr, size_t errstr_size)
@@ -182,6 +194,9 @@ eddy_state_t *eddy_state_open(const char *dir, const eddy_state_opts_t *o, char 
         rocksdb_options_set_max_open_files(st->opts, 512);
         rocksdb_options_set_keep_log_file_num(st->opts, 3);
         rocksdb_options_set_info_log_level(st->opts, 2 /* WARN */);
+        /* a bloom filter over whole keys in the memtable: misses (new keys) skip the skiplist */
+        rocksdb_options_set_memtable_prefix_bloom_size_ratio(st->opts, 0.1);
+        rocksdb_options_set_memtable_whole_key_filtering(st->opts, 1);
         st->topts = rocksdb_block_based_options_create();
         st->block_cache = rocksdb_cache_create_lru((size_t)o->block_cache_mb << 20);
         rocksdb_block_based_options_set_block_cache(st->topts, st->block_cache);
@@ -209,6 +224,7 @@ eddy_state_t *eddy_state_open(const char *dir, const eddy_state_opts_t *o, char 
         st->wopts = rocksdb_writeoptions_create();
         rocksdb_writeoptions_set_sync(st->wopts, o->sync);
         st->wb = rocksdb_writebatch_create();
+        rocksdb_writeoptions_set_memtable_insert_hint_per_batch(st->wopts, 1);
         st->budget = (size_t)o->cache_mb << 20;
         st->nslots = 1024;
         st->slots = calloc(st->nslots, sizeof(*st->slots));
@@ -227,23 +243,15 @@ eddy_state_t *eddy_state_open(const char *dir, const eddy_state_opts_t *o, char 
         return st;
 }
 
-static void ent_free(ent_t *e)
-{
-        if (e) {
-                free(e->buf);
-                free(e);
-        }
-}
-
 void eddy_state_close(eddy_state_t *st)
 {
         if (!st)
                 return;
         for (size_t i = 0; st->slots && i < st->nslots; i++)
-                ent_free(st->slots[i]);
+                free(st->slots[i].e);
         free(st->slots);
         free(st->dirty);
-        free(st->dropped);
+        free(st->parts);
         free(st->kbuf);
         if (st->wb)
                 rocksdb_writebatch_destroy(st->wb);
@@ -265,19 +273,19 @@ void eddy_state_close(eddy_state_t *st)
 
 /* ---- the cache ---- */
 
-static ent_t **slot_find(eddy_state_t *st, uint64_t h, const char *k, size_t kl)
+static size_t slot_find(const eddy_state_t *st, uint64_t h, const char *k, size_t kl)
 {
         size_t mask = st->nslots - 1;
         for (size_t i = h & mask;; i = (i + 1) & mask) {
-                ent_t *e = st->slots[i];
-                if (!e || (e->hash == h && e->klen == kl && memcmp(e->buf, k, kl) == 0))
-                        return &st->slots[i];
+                const slot_t *sl = &st->slots[i];
+                if (!sl->e || (sl->hash == h && sl->e->klen == kl && memcmp(sl->e->buf, k, kl) == 0))
+                        return i;
         }
 }
 
 static void table_rebuild(eddy_state_t *st, size_t nslots)
 {
-        ent_t **old = st->slots;
+        slot_t *old = st->slots;
         size_t oldn = st->nslots;
         st->slots = calloc(nslots, sizeof(*st->slots));
         if (!st->slots) {
@@ -285,45 +293,96 @@ static void table_rebuild(eddy_state_t *st, size_t nslots)
                 abort();
         }
         st->nslots = nslots;
+        size_t mask = nslots - 1;
         for (size_t i = 0; i < oldn; i++) {
-                ent_t *e = old[i];
-                if (e)
-                        *slot_find(st, e->hash, e->buf, e->klen) = e;
+                if (!old[i].e)
+                        continue;
+                size_t j = old[i].hash & mask;
+                while (st->slots[j].e)
+                        j = (j + 1) & mask;
+                st->slots[j] = old[i];
         }
         free(old);
 }
 
-static void ent_set_value(eddy_state_t *st, ent_t *e, const void *v, size_t vl)
+static uint32_t key_partition(const char *k)
 {
+        const unsigned char *u = (const unsigned char *)k;
+        return (uint32_t)u[1] << 24 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 8 | u[4];
+}
+
+static uint8_t *part_slot(eddy_state_t *st, uint32_t p)
+{
+        if (p >= st->nparts) {
+                size_t n = (size_t)p + 1 > st->nparts * 2 ? (size_t)p + 1 : st->nparts * 2;
+                st->parts = xrealloc(st->parts, n);
+                memset(st->parts + st->nparts, PART_UNKNOWN, n - st->nparts);
+                st->nparts = n;
+        }
+        return &st->parts[p];
+}
+
+/* Whether RocksDB holds any key of partition p (one seek). */
+static int part_has_keys(eddy_state_t *st, uint32_t p)
+{
+        unsigned char lo[5];
+        lo[0] = EDDY_NS_STATE;
+        put_be32(lo + 1, p);
+        rocksdb_iterator_t *it = rocksdb_create_iterator(st->db, st->ropts);
+        rocksdb_iter_seek(it, (const char *)lo, 5);
+        int has = 0;
+        if (rocksdb_iter_valid(it)) {
+                size_t kl;
+                const char *k = rocksdb_iter_key(it, &kl);
+                has = kl >= 5 && memcmp(k, lo, 5) == 0;
+        }
+        rocksdb_iter_destroy(it);
+        return has;
+}
+
+/* Sets the value of slot i's entry, growing (moving) the entry if needed. */
+static ent_t *ent_set_value(eddy_state_t *st, size_t i, const void *v, size_t vl)
+{
+        ent_t *e = st->slots[i].e;
         if (vl > e->vcap) {
                 st->bytes -= ent_bytes(e);
-                e->vcap = (uint32_t)(vl < 16 ? 16 : vl);
-                e->buf = xrealloc(e->buf, e->klen + e->vcap);
+                uint32_t cap = (uint32_t)(vl < 8 ? 8 : vl + vl / 4);
+                e = xrealloc(e, sizeof(*e) + e->klen + cap);
+                e->vcap = cap;
                 st->bytes += ent_bytes(e);
+                st->slots[i].e = e;
+                if (e->flags & ENT_DIRTY)
+                        st->dirty[e->dpos] = e;
         }
         if (vl)
                 memcpy(e->buf + e->klen, v, vl);
         e->vlen = (uint32_t)vl;
+        return e;
 }
 
-static ent_t *ent_insert(eddy_state_t *st, ent_t **slot, uint64_t h, const char *k, size_t kl)
+/* A new entry in free slot i; may rebuild the table: returns the entry's new slot index. */
+static size_t ent_insert(eddy_state_t *st, size_t i, uint64_t h, const char *k, size_t kl,
+                         const void *v, size_t vl, uint8_t flags)
 {
-        ent_t *e = calloc(1, sizeof(*e));
-        if (!e) {
-                fputs("eddy: out of memory\n", stderr);
-                abort();
-        }
-        e->hash = h;
+        uint32_t cap = (uint32_t)(vl < 8 ? 8 : vl);
+        ent_t *e = xrealloc(NULL, sizeof(*e) + kl + cap);
         e->klen = (uint32_t)kl;
-        e->vcap = 0;
-        e->buf = xrealloc(NULL, kl ? kl : 1);
+        e->vcap = cap;
+        e->vlen = (uint32_t)vl;
+        e->dpos = 0;
+        e->flags = flags;
         memcpy(e->buf, k, kl);
-        *slot = e;
+        if (vl)
+                memcpy(e->buf + kl, v, vl);
+        st->slots[i].hash = h;
+        st->slots[i].e = e;
         st->nents++;
         st->bytes += ent_bytes(e);
-        if (st->nents * 4 > st->nslots * 3)
+        if (st->nents * 2 > st->nslots) {
                 table_rebuild(st, st->nslots * 2);
-        return e;
+                i = slot_find(st, h, k, kl);
+        }
+        return i;
 }
 
 static void mark_dirty(eddy_state_t *st, ent_t *e)
@@ -335,6 +394,7 @@ static void mark_dirty(eddy_state_t *st, ent_t *e)
                 st->dirty_cap = st->dirty_cap ? st->dirty_cap * 2 : 1024;
                 st->dirty = xrealloc(st->dirty, st->dirty_cap * sizeof(*st->dirty));
         }
+        e->dpos = (uint32_t)st->ndirty;
         st->dirty[st->ndirty++] = e;
 }
 
@@ -342,40 +402,37 @@ static void mark_dirty(eddy_state_t *st, ent_t *e)
 static ent_t *ent_lookup(eddy_state_t *st, const char *k, size_t kl, int *err)
 {
         uint64_t h = hash_bytes(k, kl);
-        ent_t **slot = slot_find(st, h, k, kl);
-        if (*slot) {
+        size_t i = slot_find(st, h, k, kl);
+        if (st->slots[i].e) {
                 st->stats.cache_hits++;
-                (*slot)->flags |= ENT_REF;
-                return *slot;
+                st->slots[i].e->flags |= ENT_REF;
+                return st->slots[i].e;
         }
         st->stats.cache_misses++;
+        /* A partition whose every stored key is cached needs no RocksDB read for a miss. */
+        if (kl >= 5 && k[0] == EDDY_NS_STATE) {
+                uint32_t p = key_partition(k);
+                uint8_t *ps = part_slot(st, p);
+                if (*ps == PART_UNKNOWN)
+                        *ps = part_has_keys(st, p) ? PART_INCOMPLETE : PART_COMPLETE;
+                if (*ps == PART_COMPLETE) {
+                        i = ent_insert(st, i, h, k, kl, NULL, 0, ENT_REF);
+                        return st->slots[i].e;
+                }
+        }
         char *rerr = NULL;
         size_t vl = 0;
-        char *v = NULL;
-        int dropped = 0;
-        if (kl >= 5 && k[0] == EDDY_NS_STATE) {
-                uint32_t p = (uint32_t)(unsigned char)k[1] << 24 | (uint32_t)(unsigned char)k[2] << 16 |
-                             (uint32_t)(unsigned char)k[3] << 8 | (unsigned char)k[4];
-                for (size_t i = 0; i < st->ndropped; i++)
-                        if (st->dropped[i] == p)
-                                dropped = 1;
-        }
-        if (!dropped)
-                v = rocksdb_get(st->db, st->ropts, k, kl, &vl, &rerr);
+        char *v = rocksdb_get(st->db, st->ropts, k, kl, &vl, &rerr);
         if (rerr) {
                 fprintf(stderr, "eddy: state read failed: %s\n", rerr);
                 free(rerr);
                 *err = 1;
                 return NULL;
         }
-        ent_t *e = ent_insert(st, slot, h, k, kl);
-        e->flags = ENT_REF;
-        if (v) {
-                e->flags |= ENT_PRESENT;
-                ent_set_value(st, e, v, vl);
+        i = ent_insert(st, i, h, k, kl, v, v ? vl : 0, ENT_REF | (v ? ENT_PRESENT : 0));
+        if (v)
                 rocksdb_free(v);
-        }
-        return e;
+        return st->slots[i].e;
 }
 
 int eddy__state_get(eddy_state_t *st, int32_t partition, const void *key, size_t klen,
@@ -400,9 +457,14 @@ void eddy__state_put(eddy_state_t *st, int32_t partition, const void *key, size_
         size_t kl;
         const char *k = state_key(st, partition, key, klen, &kl);
         uint64_t h = hash_bytes(k, kl);
-        ent_t **slot = slot_find(st, h, k, kl);
-        ent_t *e = *slot ? *slot : ent_insert(st, slot, h, k, kl);
-        ent_set_value(st, e, val, vlen);
+        size_t i = slot_find(st, h, k, kl);
+        ent_t *e;
+        if (st->slots[i].e) {
+                e = ent_set_value(st, i, val, vlen);
+        } else {
+                i = ent_insert(st, i, h, k, kl, val, vlen, 0); /* may move the table */
+                e = st->slots[i].e;
+        }
         e->flags |= ENT_PRESENT | ENT_REF;
         mark_dirty(st, e);
 }
@@ -412,8 +474,10 @@ void eddy__state_del(eddy_state_t *st, int32_t partition, const void *key, size_
         size_t kl;
         const char *k = state_key(st, partition, key, klen, &kl);
         uint64_t h = hash_bytes(k, kl);
-        ent_t **slot = slot_find(st, h, k, kl);
-        ent_t *e = *slot ? *slot : ent_insert(st, slot, h, k, kl);
+        size_t i = slot_find(st, h, k, kl);
+        if (!st->slots[i].e)
+                i = ent_insert(st, i, h, k, kl, NULL, 0, 0);
+        ent_t *e = st->slots[i].e;
         e->flags &= ~ENT_PRESENT;
         e->vlen = 0;
         mark_dirty(st, e);
@@ -427,18 +491,20 @@ static void cache_evict(eddy_state_t *st)
         size_t target = st->budget / 4 * 3;
         for (int pass = 0; pass < 2 && st->bytes > target; pass++) {
                 for (size_t i = 0; i < st->nslots && st->bytes > target; i++) {
-                        ent_t *e = st->slots[i];
+                        ent_t *e = st->slots[i].e;
                         if (!e || (e->flags & ENT_DIRTY))
                                 continue;
                         if (e->flags & ENT_REF) {
                                 e->flags &= ~ENT_REF;
                                 continue;
                         }
+                        if ((e->flags & ENT_PRESENT) && e->klen >= 5 && e->buf[0] == EDDY_NS_STATE)
+                                *part_slot(st, key_partition(e->buf)) = PART_INCOMPLETE;
                         st->bytes -= ent_bytes(e);
                         st->nents--;
                         st->stats.evictions++;
-                        ent_free(e);
-                        st->slots[i] = NULL;
+                        free(e);
+                        st->slots[i].e = NULL;
                 }
         }
         table_rebuild(st, st->nslots); /* re-probe around the holes */
@@ -645,28 +711,28 @@ void eddy_state_drop_partition(eddy_state_t *st, int32_t partition)
         put_be32(fk + 1, (uint32_t)partition);
         rocksdb_writebatch_delete(st->wb, (const char *)fk, 5);
         st->wb_ops += 2;
-        st->dropped = xrealloc(st->dropped, (st->ndropped + 1) * sizeof(*st->dropped));
-        st->dropped[st->ndropped++] = (uint32_t)partition;
         /* forget the partition's cached entries, dirty or not */
         size_t kept = 0;
         for (size_t i = 0; i < st->ndirty; i++) {
                 ent_t *e = st->dirty[i];
-                if (memcmp(e->buf, lo, 5) == 0)
-                        e->flags &= ~ENT_DIRTY;
-                else
+                if (memcmp(e->buf, lo, 5) != 0) {
+                        e->dpos = (uint32_t)kept;
                         st->dirty[kept++] = e;
+                }
         }
         st->ndirty = kept;
         for (size_t i = 0; i < st->nslots; i++) {
-                ent_t *e = st->slots[i];
+                ent_t *e = st->slots[i].e;
                 if (e && e->klen >= 5 && memcmp(e->buf, lo, 5) == 0) {
                         st->bytes -= ent_bytes(e);
                         st->nents--;
-                        ent_free(e);
-                        st->slots[i] = NULL;
+                        free(e);
+                        st->slots[i].e = NULL;
                 }
         }
         table_rebuild(st, st->nslots);
+        /* from here on (and after the commit) the partition is empty: reads are misses */
+        *part_slot(st, (uint32_t)partition) = PART_COMPLETE;
 }
 
 int eddy_state_pending(const eddy_state_t *st)
@@ -674,30 +740,62 @@ int eddy_state_pending(const eddy_state_t *st)
         return st->ndirty > 0 || st->wb_ops > 0;
 }
 
-int eddy_state_commit(eddy_state_t *st, char *errstr, size_t errstr_size)
+static int ent_key_cmp(const void *a, const void *b)
 {
+        const ent_t *x = *(ent_t *const *)a, *y = *(ent_t *const *)b;
+        size_t n = x->klen < y->klen ? x->klen : y->klen;
+        int c = memcmp(x->buf, y->buf, n);
+        return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
+}
+
+eddy_state_txn_t *eddy_state_prepare(eddy_state_t *st)
+{
+        /* in key order, so that each memtable insert starts next to the previous one */
+        if (st->ndirty > 1)
+                qsort(st->dirty, st->ndirty, sizeof(*st->dirty), ent_key_cmp);
         for (size_t i = 0; i < st->ndirty; i++) {
                 ent_t *e = st->dirty[i];
-                if (!(e->flags & ENT_DIRTY))
-                        continue;
                 if (e->flags & ENT_PRESENT)
                         rocksdb_writebatch_put(st->wb, e->buf, e->klen, e->buf + e->klen,
                                                e->vlen);
                 else
                         rocksdb_writebatch_delete(st->wb, e->buf, e->klen);
+                e->flags &= ~ENT_DIRTY;
         }
-        char *err = NULL;
-        rocksdb_write(st->db, st->wopts, st->wb, &err);
-        if (err)
-                return copy_err(err, "state commit failed", errstr, errstr_size);
         st->stats.commits++;
         st->stats.committed_keys += (int64_t)st->ndirty;
-        for (size_t i = 0; i < st->ndirty; i++)
-                st->dirty[i]->flags &= ~ENT_DIRTY;
         st->ndirty = 0;
-        rocksdb_writebatch_clear(st->wb);
+        eddy_state_txn_t *t = (eddy_state_txn_t *)st->wb;
+        st->wb = rocksdb_writebatch_create();
         st->wb_ops = 0;
-        st->ndropped = 0;
+        return t;
+}
+
+int eddy_state_write(eddy_state_t *st, eddy_state_txn_t *t, char *errstr, size_t errstr_size)
+{
+        rocksdb_writebatch_t *wb = (rocksdb_writebatch_t *)t;
+        char *err = NULL;
+        rocksdb_write(st->db, st->wopts, wb, &err);
+        rocksdb_writebatch_destroy(wb);
+        if (err)
+                return copy_err(err, "state commit failed", errstr, errstr_size);
+        return 0;
+}
+
+int eddy_state_over_budget(const eddy_state_t *st)
+{
+        return st->bytes > st->budget;
+}
+
+void eddy_state_evict(eddy_state_t *st)
+{
+        cache_evict(st);
+}
+
+int eddy_state_commit(eddy_state_t *st, char *errstr, size_t errstr_size)
+{
+        if (eddy_state_write(st, eddy_state_prepare(st), errstr, errstr_size))
+                return -1;
         cache_evict(st);
         return 0;
 }

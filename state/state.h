@@ -61,9 +61,28 @@ void eddy_state_drop_partition(eddy_state_t *st, int32_t partition);
 int eddy_state_pending(const eddy_state_t *st);
 /**
  * @brief One atomic RocksDB write of: dirty state entries, offsets, fences, outbox changes.
+ *        eddy_state_prepare() + eddy_state_write() + eddy_state_evict().
  * @returns 0, or -1 with @p errstr.
  */
 int eddy_state_commit(eddy_state_t *st, char *errstr, size_t errstr_size);
+
+/* The same commit in two steps, so that the write can run on another thread while the
+ * owner goes on with the next batch. Between the two, the cache already holds what the
+ * transaction writes, so reads stay right; eviction must wait until no transaction is in
+ * flight (a re-read from RocksDB of an evicted entry would see the older value). */
+typedef struct eddy_state_txn_s eddy_state_txn_t;
+/** Moves everything pending into a transaction; the cache entries become clean. */
+eddy_state_txn_t *eddy_state_prepare(eddy_state_t *st);
+/**
+ * @brief The atomic RocksDB write of @p t, which it frees. Safe to call from one other
+ *        thread while the owner uses the store. @returns 0, or -1 with @p errstr: then the
+ *        store must not be used further (the cache is ahead of RocksDB).
+ */
+int eddy_state_write(eddy_state_t *st, eddy_state_txn_t *t, char *errstr, size_t errstr_size);
+/** @returns non-zero if the cache is over its budget (call eddy_state_evict when idle). */
+int eddy_state_over_budget(const eddy_state_t *st);
+/** Evicts clean entries down to 3/4 of the budget. Only with no transaction in flight. */
+void eddy_state_evict(eddy_state_t *st);
 
 typedef struct eddy_state_stats_s {
         int64_t cache_entries, cache_bytes, cache_hits, cache_misses, evictions;
