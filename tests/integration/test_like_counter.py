@@ -294,3 +294,46 @@ def test_bad_config_and_usage(eddy, tmp):
     p = run("run", "like-counter", "-X", "kafka.bootstrap.servers=127.0.0.1:1", "-X",
             "kafka.timeout.ms=1500", "-X", "state.dir=" + os.path.join(tmp, "s"))
     assert p.returncode == 1 and "likes" in p.stderr and "kafka.timeout.ms" in p.stderr, p.stderr
+
+
+def test_state_command_and_periodic_reconcile(eddy, tmp):
+    broker = harness.DevBroker(eddy, {TOPIC: 4, DLQ: 1}, tmp)
+    redis = harness.Redis(tmp)
+    events = make_events(20000, seed=3, posts=200, users=50)
+    positions = produce_with_positions(broker.bootstrap, events)
+    job = write_job(tmp, broker, redis.url, **{"reconcile.interval.ms": 500})
+    want = expected_counts(events)
+    r = redis.client()
+    proc = harness.Proc([eddy, "run", "like-counter", "-c", job], tmp, "periodic")
+    harness.wait_until(lambda: redis_counts(r) == want, 60, 0.5, "counts to reach Redis")
+    # Drift while the job runs: the job's own reconciliation heals it.
+    victim = sorted(want)[0]
+    r.set(victim, "12345")
+    r.delete(sorted(want)[1])
+    harness.wait_until(lambda: redis_counts(r) == want, 30, 0.5, "the job to heal the drift")
+    assert "redis_corrected=" in proc.log()
+    assert proc.term() == 0
+
+    # eddy state: offsets are the next offsets to read, i.e. the high watermarks.
+    def state(what):
+        p = subprocess.run([eddy, "state", "-c", job, what], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+    highs = {}
+    for part, off in positions:
+        highs[part] = max(highs.get(part, 0), off + 1)
+    offs = {int(l.split("\t")[1]): int(l.split("\t")[2]) for l in state("offsets").splitlines()}
+    assert offs == highs, (offs, highs)
+    stats = state("stats")
+    assert "outbox.pending 0" in stats, stats
+    dump = state("dump")
+    post = victim[len("likes:"):]
+    assert ("key=c%s " % post) in dump, "the count of %s is in the dump" % post
+    # The job holds a lock on its state: a second instance on the same state.dir is refused.
+    proc = harness.Proc([eddy, "run", "like-counter", "-c", job], tmp, "first")
+    harness.wait_until(lambda: "running" in proc.log(), 30, 0.2, "the job to start")
+    p = subprocess.run([eddy, "state", "-c", job, "offsets"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=60)
+    assert p.returncode == 1 and "in use" in p.stderr, p.stderr
+    assert proc.term() == 0
