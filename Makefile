@@ -63,6 +63,7 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(LIBOBJ)
 # The test suite: everything under ASan+UBSan.
 TEST_SAN = address,undefined
 test: deps
+	@if command -v clang-format >/dev/null; then $(MAKE) --no-print-directory fmt-check; fi
 	$(MAKE) --no-print-directory SANITIZER=$(TEST_SAN) build/san-address-undefined/eddy unit-bins
 	/usr/bin/python3 tests/run.py --build build/san-address-undefined
 
@@ -81,7 +82,7 @@ fmt:
 	clang-format -i $(SRC) $(wildcard runtime/*.h state/*.h connectors/*.h processors/*.h schemas/*.h) $(UNIT_SRC)
 
 fmt-check:
-	clang-format --dry-run --Werror $(SRC) $(wildcard runtime/*.h state/*.h connectors/*.h processors/*.h schemas/*.h) $(UNIT_SRC)
+	@clang-format --dry-run --Werror $(SRC) $(wildcard runtime/*.h state/*.h connectors/*.h processors/*.h schemas/*.h) $(UNIT_SRC)
 
 clean:
 	rm -rf build

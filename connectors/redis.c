@@ -336,8 +336,8 @@ int eddy_redis_apply(eddy_redis_t *r, int32_t partition, int64_t pos, int64_t se
 }
 
 int eddy_redis_get_each(eddy_redis_t *r, const eddy_redis_op_t *keys, size_t n,
-                        void (*cb)(void *opaque, size_t i, const char *v, size_t vl),
-                        void *opaque, volatile sig_atomic_t *stop)
+                        void (*cb)(void *opaque, size_t i, const char *v, size_t vl), void *opaque,
+                        volatile sig_atomic_t *stop)
 {
         char why[512];
         int attempt = 0;

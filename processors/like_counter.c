@@ -193,8 +193,8 @@ static int lc_process(void *self, eddy_ctx_t *ctx, const eddy_msg_t *msg)
 }
 
 /* The Redis key and decimal value of a post's count, in lc's scratch buffer. */
-static void emit(lc_t *lc, eddy_ctx_t *ctx, int32_t p, const char *post, size_t pl,
-                 int64_t count, int expect)
+static void emit(lc_t *lc, eddy_ctx_t *ctx, int32_t p, const char *post, size_t pl, int64_t count,
+                 int expect)
 {
         size_t plen = strlen(lc->conf->prefix);
         char *rk = scratch(lc, plen + pl);

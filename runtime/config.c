@@ -139,8 +139,8 @@ static int set_text(const eddy_prop_t *p, void *conf, const char *v, const char 
                 else if (!strcmp(v, "false") || !strcmp(v, "0"))
                         b = 0;
                 else {
-                        snprintf(errstr, errstr_size,
-                                 "%s: %s: expected true or false, got \"%s\"", src, p->name, v);
+                        snprintf(errstr, errstr_size, "%s: %s: expected true or false, got \"%s\"",
+                                 src, p->name, v);
                         return -1;
                 }
                 *(int *)(base + p->offset) = b;
@@ -273,8 +273,7 @@ static int route(const char *key, json_t *jv, const char *tv, const char *src, e
         }
         if (!p) {
                 snprintf(errstr, errstr_size,
-                         "%s: unknown key \"%s\" (see `eddy <processor> --list-config`)", src,
-                         key);
+                         "%s: unknown key \"%s\" (see `eddy <processor> --list-config`)", src, key);
                 return -1;
         }
         return jv ? set_json(p, conf, jv, src, errstr, errstr_size)
@@ -299,8 +298,7 @@ static int flatten(json_t *obj, const char *prefix, const char *src, eddy_rtconf
                 if (json_is_object(v) && !find(pprops, key))
                         r = flatten(v, key, src, rt, pprops, pconf, seen, errstr, errstr_size);
                 else
-                        r = route(key, v, NULL, src, rt, pprops, pconf, seen, errstr,
-                                  errstr_size);
+                        r = route(key, v, NULL, src, rt, pprops, pconf, seen, errstr, errstr_size);
                 if (r)
                         return r;
         }
@@ -317,8 +315,8 @@ int eddy_conf_load(const char *path, char **overrides, int noverrides, const cha
                 json_error_t jerr;
                 json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
                 if (!root) {
-                        snprintf(errstr, errstr_size, "%s:%d:%d: %s", path, jerr.line,
-                                 jerr.column, jerr.text);
+                        snprintf(errstr, errstr_size, "%s:%d:%d: %s", path, jerr.line, jerr.column,
+                                 jerr.text);
                         return -1;
                 }
                 if (!json_is_object(root)) {
@@ -331,8 +329,8 @@ int eddy_conf_load(const char *path, char **overrides, int noverrides, const cha
                 if (pn) {
                         if (!json_is_string(pn) || strcmp(json_string_value(pn), proc_name)) {
                                 snprintf(errstr, errstr_size,
-                                         "%s: processor: the file is for \"%s\", not \"%s\"",
-                                         path, json_is_string(pn) ? json_string_value(pn) : "?",
+                                         "%s: processor: the file is for \"%s\", not \"%s\"", path,
+                                         json_is_string(pn) ? json_string_value(pn) : "?",
                                          proc_name);
                                 json_decref(root);
                                 return -1;
@@ -349,8 +347,7 @@ int eddy_conf_load(const char *path, char **overrides, int noverrides, const cha
         for (int i = 0; i < noverrides; i++) {
                 const char *eq = strchr(overrides[i], '=');
                 if (!eq || eq == overrides[i]) {
-                        snprintf(errstr, errstr_size, "-X %s: expected key=value",
-                                 overrides[i]);
+                        snprintf(errstr, errstr_size, "-X %s: expected key=value", overrides[i]);
                         return -1;
                 }
                 char key[512];
@@ -409,8 +406,9 @@ void eddy_conf_free(const eddy_prop_t *props, void *conf)
 void eddy_conf_print(FILE *fp, const char *title, const eddy_prop_t *props, int markdown)
 {
         if (markdown)
-                fprintf(fp, "### %s\n\n| key | type | default | range | description |\n"
-                            "|---|---|---|---|---|\n",
+                fprintf(fp,
+                        "### %s\n\n| key | type | default | range | description |\n"
+                        "|---|---|---|---|---|\n",
                         title);
         else
                 fprintf(fp, "%s:\n", title);
@@ -421,8 +419,8 @@ void eddy_conf_print(FILE *fp, const char *title, const eddy_prop_t *props, int 
                 const char *def = p->defval ? p->defval : "";
                 if (markdown)
                         fprintf(fp, "| `%s` | %s | %s%s%s | %s | %s |\n", p->name,
-                                type_name(p->type), *def ? "`" : "", def, *def ? "`" : "",
-                                range, p->desc);
+                                type_name(p->type), *def ? "`" : "", def, *def ? "`" : "", range,
+                                p->desc);
                 else
                         fprintf(fp, "  %-24s %-8s default=%-24s %s%s%s\n    %s\n", p->name,
                                 type_name(p->type), *def ? def : "(none)", *range ? "range=" : "",

@@ -98,8 +98,7 @@ void eddy_state_put(eddy_ctx_t *ctx, int32_t partition, const void *key, size_t 
                     const void *val, size_t vlen);
 void eddy_state_del(eddy_ctx_t *ctx, int32_t partition, const void *key, size_t klen);
 
-typedef int(eddy_scan_cb)(void *opaque, const void *key, size_t klen, const void *val,
-                          size_t vlen);
+typedef int(eddy_scan_cb)(void *opaque, const void *key, size_t klen, const void *val, size_t vlen);
 /**
  * @brief Visit every key of @p partition that starts with @p prefix, in key order.
  * @remark Sees committed state only: call it where the runtime has just committed
@@ -133,8 +132,8 @@ typedef struct eddy_processor_s {
         const char *name;
         const char *summary;
         const char *default_input; /* input.topics when the job names none, "a,b" */
-        const eddy_prop_t *props; /* processor keys, terminated by a row with name NULL */
-        size_t conf_size;         /* size of the struct that props fill */
+        const eddy_prop_t *props;  /* processor keys, terminated by a row with name NULL */
+        size_t conf_size;          /* size of the struct that props fill */
 
         /** Create the processor's context from its filled config. */
         int (*init)(eddy_ctx_t *ctx, const void *conf, void **selfp, char *errstr,

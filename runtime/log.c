@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-static const char *level_names[] = {"emerg", "alert", "crit",   "err",
+static const char *level_names[] = {"emerg",   "alert",  "crit", "err",
                                     "warning", "notice", "info", "debug"};
 
 int eddy_log_level(const char *name)

@@ -6,15 +6,16 @@
 #include <syslog.h>
 
 typedef struct eddy_logger_s {
-        int level;      /* syslog level: messages above it are dropped */
-        char job[128];  /* the job name, put on every line */
+        int level;     /* syslog level: messages above it are dropped */
+        char job[128]; /* the job name, put on every line */
 } eddy_logger_t;
 
 void eddy__vlog(const eddy_logger_t *lg, int level, const char *fac, const char *fmt, va_list ap);
 void eddy__log(const eddy_logger_t *lg, int level, const char *fac, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/** @returns the syslog level named @p name ("debug", "info", "notice", "warning", "err"), -1 if none. */
+/** @returns the syslog level named @p name ("debug", "info", "notice", "warning", "err"), -1 if
+ * none. */
 int eddy_log_level(const char *name);
 
 #endif

@@ -14,32 +14,35 @@
 
 static void usage(FILE *fp)
 {
-        fprintf(fp,
-                "eddy " EDDY_VERSION ": exactly-once stream processors for Kafka\n"
-                "\n"
-                "usage:\n"
-                "  eddy run <processor> [-c job.json] [-X key=value ...]\n"
-                "        run a job until SIGTERM/SIGINT (which finish the batch, commit, exit 0)\n"
-                "  eddy run <processor> [-c job.json] --from earliest|<epoch_ms>|<topic:part:off,...>\n"
-                "                                     [--until end|<epoch_ms>]\n"
-                "        bounded replay (backfill): replayed partitions start from empty state;\n"
-                "        exits 0 when every partition reaches its bound\n"
-                "  eddy reconcile <processor> [-c job.json] [-X key=value ...]\n"
-                "        recompute aggregates from raw state, fix state and Redis, print a drift report\n"
-                "  eddy state [-c job.json] [-p processor] offsets|stats|dump\n"
-                "        look inside a job's state (the job must be stopped)\n"
-                "  eddy devbroker [--port P] [--topics name:partitions,...] [--bootstrap-file F]\n"
-                "        a local Kafka-protocol broker (librdkafka's mock cluster) for demos and tests\n"
-                "  eddy <processor> --list-config [--markdown]\n"
-                "        every configuration key, its type, default and meaning\n"
-                "  eddy list        the processors\n"
-                "\n"
-                "options:\n"
-                "  -c FILE          the job's JSON configuration (without it: embedded defaults)\n"
-                "  -X key=value     override any key (kafka.bootstrap.servers=..., redis.url=...)\n"
-                "  --no-progress    no progress line during a replay\n"
-                "\n"
-                "exit status: 0 clean stop, 1 runtime error, 2 usage or configuration error\n");
+        fprintf(
+            fp,
+            "eddy " EDDY_VERSION ": exactly-once stream processors for Kafka\n"
+            "\n"
+            "usage:\n"
+            "  eddy run <processor> [-c job.json] [-X key=value ...]\n"
+            "        run a job until SIGTERM/SIGINT (which finish the batch, commit, exit 0)\n"
+            "  eddy run <processor> [-c job.json] --from earliest|<epoch_ms>|<topic:part:off,...>\n"
+            "                                     [--until end|<epoch_ms>]\n"
+            "        bounded replay (backfill): replayed partitions start from empty state;\n"
+            "        exits 0 when every partition reaches its bound\n"
+            "  eddy reconcile <processor> [-c job.json] [-X key=value ...]\n"
+            "        recompute aggregates from raw state, fix state and Redis, print a drift "
+            "report\n"
+            "  eddy state [-c job.json] [-p processor] offsets|stats|dump\n"
+            "        look inside a job's state (the job must be stopped)\n"
+            "  eddy devbroker [--port P] [--topics name:partitions,...] [--bootstrap-file F]\n"
+            "        a local Kafka-protocol broker (librdkafka's mock cluster) for demos and "
+            "tests\n"
+            "  eddy <processor> --list-config [--markdown]\n"
+            "        every configuration key, its type, default and meaning\n"
+            "  eddy list        the processors\n"
+            "\n"
+            "options:\n"
+            "  -c FILE          the job's JSON configuration (without it: embedded defaults)\n"
+            "  -X key=value     override any key (kafka.bootstrap.servers=..., redis.url=...)\n"
+            "  --no-progress    no progress line during a replay\n"
+            "\n"
+            "exit status: 0 clean stop, 1 runtime error, 2 usage or configuration error\n");
 }
 
 static void on_signal(int sig)
@@ -125,8 +128,9 @@ int main(int argc, char **argv)
                                 usage(stdout);
                                 return 0;
                         } else {
-                                fprintf(stderr, "eddy %s: unknown option %s (expected "
-                                                "--list-config [--markdown])\n",
+                                fprintf(stderr,
+                                        "eddy %s: unknown option %s (expected "
+                                        "--list-config [--markdown])\n",
                                         cmd, argv[i]);
                                 return 2;
                         }
@@ -170,8 +174,7 @@ int main(int argc, char **argv)
                 } else if (!strcmp(o, "--no-progress")) {
                         a.progress = 0;
                 } else if (!strcmp(o, "-c") || !strcmp(o, "-X") || !strcmp(o, "--from") ||
-                           !strcmp(o, "--until") || !strcmp(o, "-p") ||
-                           !strcmp(o, "--processor")) {
+                           !strcmp(o, "--until") || !strcmp(o, "-p") || !strcmp(o, "--processor")) {
                         if (!v) {
                                 fprintf(stderr, "eddy %s: %s needs a value\n", cmd, o);
                                 goto out;

@@ -44,11 +44,11 @@ volatile sig_atomic_t eddy_stop;
 /* An input topic-partition. */
 typedef struct part_s {
         int assigned;
-        int touched;    /* read in the batch in flight */
-        int64_t next;   /* next offset to process */
-        int64_t bound;  /* replay: stop before this offset; -1 none */
-        int done;       /* replay: reached bound */
-        int64_t start;  /* replay: first offset, for progress */
+        int touched;   /* read in the batch in flight */
+        int64_t next;  /* next offset to process */
+        int64_t bound; /* replay: stop before this offset; -1 none */
+        int done;      /* replay: reached bound */
+        int64_t start; /* replay: first offset, for progress */
 } part_t;
 
 typedef struct topic_s {
@@ -122,7 +122,8 @@ struct eddy_ctx_s {
         pthread_cond_t cv;
         struct job_s *head, *tail;
         int queued, busy, quit, pipe_err;
-        int64_t write_ms, deliver_ms, wait_ms, poll_ms; /* time in RocksDB writes, delivery, back-pressure */
+        int64_t write_ms, deliver_ms, wait_ms,
+            poll_ms; /* time in RocksDB writes, delivery, back-pressure */
 
         /* counters */
         int64_t events_in, events_dlq, batches, replay_total, replay_done, test_dlq;
@@ -423,8 +424,8 @@ static int deliver_kafka(eddy_ctx_t *ctx, rd_t *r, uint32_t nrec)
         }
 }
 
-static int apply_redis(void *opaque, int32_t partition, int64_t pos, int64_t seq,
-                       uint32_t chunk, const eddy_redis_op_t *ops, size_t nops)
+static int apply_redis(void *opaque, int32_t partition, int64_t pos, int64_t seq, uint32_t chunk,
+                       const eddy_redis_op_t *ops, size_t nops)
 {
         eddy_ctx_t *ctx = opaque;
         if (!ctx->redis)
@@ -797,8 +798,7 @@ static void committer_stop(eddy_ctx_t *ctx)
 
 /* ---------------------------------------------------------------- dead letters */
 
-static void dlq_add(eddy_ctx_t *ctx, const eddy_msg_t *m, const char *reason,
-                    const char *detail)
+static void dlq_add(eddy_ctx_t *ctx, const eddy_msg_t *m, const char *reason, const char *detail)
 {
         char off[24], part[16], src[600];
         const char *topic = m->topic;
@@ -816,9 +816,9 @@ static void dlq_add(eddy_ctx_t *ctx, const eddy_msg_t *m, const char *reason,
         char omitted[24];
         snprintf(omitted, sizeof(omitted), "%zu", m->value_len);
         buf_bytes(b, m->value, m->value && !omit ? m->value_len : 0);
-        const char *h[][2] = {{"eddy.reason", reason},         {"eddy.detail", detail},
-                              {"eddy.src.topic", topic},       {"eddy.src.partition", part},
-                              {"eddy.src.offset", off},        {"eddy.processor", ctx->proc->name},
+        const char *h[][2] = {{"eddy.reason", reason},        {"eddy.detail", detail},
+                              {"eddy.src.topic", topic},      {"eddy.src.partition", part},
+                              {"eddy.src.offset", off},       {"eddy.processor", ctx->proc->name},
                               {"eddy.job", ctx->rt.job_name}, {"eddy.src", src},
                               {"eddy.value.omitted", omitted}};
         size_t nh = sizeof(h) / sizeof(h[0]) - !omit;
@@ -855,9 +855,9 @@ static int process_one(eddy_ctx_t *ctx, eddy_msg_t *em)
         if (rc == EDDY_ERR_BAD_RECORD)
                 dlq_add(ctx, em, ctx->reason, ctx->detail);
         else if (rc != 0 || ctx->fatal) {
-                eddy__log(&ctx->lg, LOG_ERR, "PROC",
-                          "%s failed on %s/%" PRId32 "@%" PRId64 ": %s", ctx->proc->name, t->name,
-                          em->partition, em->offset, eddy_strerror(rc ? rc : EDDY_ERR_STATE));
+                eddy__log(&ctx->lg, LOG_ERR, "PROC", "%s failed on %s/%" PRId32 "@%" PRId64 ": %s",
+                          ctx->proc->name, t->name, em->partition, em->offset,
+                          eddy_strerror(rc ? rc : EDDY_ERR_STATE));
                 return -1;
         }
         pt->next = em->offset + 1;
@@ -899,13 +899,12 @@ static int start_offset(eddy_ctx_t *ctx, const char *topic, int32_t p, int64_t *
                 return 0;
         if (!strcmp(ctx->rt.state_missing, "fail")) {
                 eddy__log(&ctx->lg, LOG_ERR, "STATE",
-                          "state.dir has no offset for %s/%" PRId32
-                          " and state.missing=fail",
+                          "state.dir has no offset for %s/%" PRId32 " and state.missing=fail",
                           topic, p);
                 return -1;
         }
         *off = !strcmp(ctx->rt.state_missing, "latest") ? RD_KAFKA_OFFSET_END
-                                                         : RD_KAFKA_OFFSET_BEGINNING;
+                                                        : RD_KAFKA_OFFSET_BEGINNING;
         return 0;
 }
 
@@ -980,15 +979,13 @@ static int kafka_conf_apply(eddy_ctx_t *ctx, rd_kafka_conf_t *conf, const char *
                 char key[256];
                 snprintf(key, sizeof(key), "%.*s", (int)(eq - kv), kv);
                 /* consumer-only keys are not for the producer */
-                if (!consumer && (!strcmp(key, "group.id") || !strncmp(key, "auto.", 5) ||
-                                  !strcmp(key, "session.timeout.ms") ||
-                                  !strcmp(key, "heartbeat.interval.ms") ||
-                                  !strcmp(key, "partition.assignment.strategy") ||
-                                  !strcmp(key, "isolation.level") ||
-                                  !strcmp(key, "max.poll.interval.ms") ||
-                                  !strcmp(key, "group.instance.id") ||
-                                  !strncmp(key, "fetch.", 6) ||
-                                  !strncmp(key, "enable.auto", 11)))
+                if (!consumer &&
+                    (!strcmp(key, "group.id") || !strncmp(key, "auto.", 5) ||
+                     !strcmp(key, "session.timeout.ms") || !strcmp(key, "heartbeat.interval.ms") ||
+                     !strcmp(key, "partition.assignment.strategy") ||
+                     !strcmp(key, "isolation.level") || !strcmp(key, "max.poll.interval.ms") ||
+                     !strcmp(key, "group.instance.id") || !strncmp(key, "fetch.", 6) ||
+                     !strncmp(key, "enable.auto", 11)))
                         continue;
                 rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, key, eq + 1, e, sizeof(e));
                 if (res != RD_KAFKA_CONF_OK) {
@@ -1009,20 +1006,33 @@ static rd_kafka_t *kafka_new(eddy_ctx_t *ctx, int consumer, char *errstr, size_t
 {
         char gid[300];
         snprintf(gid, sizeof(gid), "eddy-%s", ctx->rt.job_name);
-        const char *cdefs[] = {"bootstrap.servers", "127.0.0.1:9092",
-                               "group.id", gid,
-                               "enable.auto.commit", "false",
-                               "enable.auto.offset.store", "false",
-                               "auto.offset.reset", "earliest",
-                               "partition.assignment.strategy", "cooperative-sticky",
-                               "enable.partition.eof", ctx->replay ? "true" : "false",
-                               "queued.max.messages.kbytes", "65536",
+        const char *cdefs[] = {"bootstrap.servers",
+                               "127.0.0.1:9092",
+                               "group.id",
+                               gid,
+                               "enable.auto.commit",
+                               "false",
+                               "enable.auto.offset.store",
+                               "false",
+                               "auto.offset.reset",
+                               "earliest",
+                               "partition.assignment.strategy",
+                               "cooperative-sticky",
+                               "enable.partition.eof",
+                               ctx->replay ? "true" : "false",
+                               "queued.max.messages.kbytes",
+                               "65536",
                                NULL};
-        const char *pdefs[] = {"bootstrap.servers", "127.0.0.1:9092",
-                               "enable.idempotence", "true",
-                               "partitioner", "murmur2",
-                               "linger.ms", "5",
-                               "message.max.bytes", "4194304",
+        const char *pdefs[] = {"bootstrap.servers",
+                               "127.0.0.1:9092",
+                               "enable.idempotence",
+                               "true",
+                               "partitioner",
+                               "murmur2",
+                               "linger.ms",
+                               "5",
+                               "message.max.bytes",
+                               "4194304",
                                NULL};
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         if (kafka_conf_apply(ctx, conf, consumer ? cdefs : pdefs, consumer, errstr, errstr_size)) {
@@ -1036,8 +1046,8 @@ static rd_kafka_t *kafka_new(eddy_ctx_t *ctx, int consumer, char *errstr, size_t
         else
                 rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
         char e[512];
-        rd_kafka_t *rk = rd_kafka_new(consumer ? RD_KAFKA_CONSUMER : RD_KAFKA_PRODUCER, conf, e,
-                                      sizeof(e));
+        rd_kafka_t *rk =
+            rd_kafka_new(consumer ? RD_KAFKA_CONSUMER : RD_KAFKA_PRODUCER, conf, e, sizeof(e));
         if (!rk) {
                 snprintf(errstr, errstr_size, "kafka: %s", e);
                 rd_kafka_conf_destroy(conf);
@@ -1119,8 +1129,8 @@ static int replay_setup(eddy_ctx_t *ctx, char *errstr, size_t errstr_size)
                         rd_kafka_resp_err_t err =
                             rd_kafka_query_watermark_offsets(ctx->rk, t->name, p, &lo, &hi, tm);
                         if (err) {
-                                snprintf(errstr, errstr_size, "watermarks of %s/%d: %s", t->name,
-                                         p, rd_kafka_err2str(err));
+                                snprintf(errstr, errstr_size, "watermarks of %s/%d: %s", t->name, p,
+                                         rd_kafka_err2str(err));
                                 goto fail;
                         }
                         int64_t start = -1;
@@ -1162,13 +1172,13 @@ static int replay_setup(eddy_ctx_t *ctx, char *errstr, size_t errstr_size)
                                 ctx->scopes[p].loaded = 0;
                                 for (int tj = 0; tj < ctx->ntopics; tj++)
                                         if (p < ctx->topics[tj].nparts)
-                                                eddy_state_offset_set(ctx->st,
-                                                                      ctx->topics[tj].name, p, 0);
+                                                eddy_state_offset_set(ctx->st, ctx->topics[tj].name,
+                                                                      p, 0);
                         } else {
                                 int64_t off;
                                 if (start_offset(ctx, t->name, p, &off)) {
-                                        snprintf(errstr, errstr_size, "no start for %s/%d",
-                                                 t->name, p);
+                                        snprintf(errstr, errstr_size, "no start for %s/%d", t->name,
+                                                 p);
                                         goto fail;
                                 }
                                 start = off == RD_KAFKA_OFFSET_BEGINNING ? lo
@@ -1183,8 +1193,7 @@ static int replay_setup(eddy_ctx_t *ctx, char *errstr, size_t errstr_size)
                         else if (until) {
                                 rd_kafka_topic_partition_list_t *q =
                                     rd_kafka_topic_partition_list_new(1);
-                                rd_kafka_topic_partition_list_add(q, t->name, p)->offset =
-                                    until_ts;
+                                rd_kafka_topic_partition_list_add(q, t->name, p)->offset = until_ts;
                                 rd_kafka_offsets_for_times(ctx->rk, q, tm);
                                 bound = q->elems[0].offset >= 0 ? q->elems[0].offset : hi;
                                 rd_kafka_topic_partition_list_destroy(q);
@@ -1228,7 +1237,8 @@ static void progress(eddy_ctx_t *ctx, int64_t t0, int final)
         double rate = secs > 0 ? (double)ctx->replay_done / secs : 0;
         int64_t left = ctx->replay_total - ctx->replay_done;
         double eta = rate > 0 && left > 0 ? (double)left / rate : 0;
-        fprintf(stderr, "\rreplay: %" PRId64 "/%" PRId64 " events (%.1f%%), %.0f ev/s, ETA %d:%02d%s",
+        fprintf(stderr,
+                "\rreplay: %" PRId64 "/%" PRId64 " events (%.1f%%), %.0f ev/s, ETA %d:%02d%s",
                 ctx->replay_done, ctx->replay_total,
                 ctx->replay_total ? 100.0 * (double)ctx->replay_done / (double)ctx->replay_total
                                   : 100.0,
@@ -1287,8 +1297,9 @@ static int ctx_init(eddy_ctx_t *ctx, const eddy_job_args_t *a, int want_kafka, i
         }
         int lvl = eddy_log_level(ctx->rt.log_level);
         if (lvl < 0) {
-                fprintf(stderr, "eddy: log.level: expected debug, info, notice, warning or err, "
-                                "got \"%s\"\n",
+                fprintf(stderr,
+                        "eddy: log.level: expected debug, info, notice, warning or err, "
+                        "got \"%s\"\n",
                         ctx->rt.log_level);
                 return 2;
         }
@@ -1305,15 +1316,15 @@ static int ctx_init(eddy_ctx_t *ctx, const eddy_job_args_t *a, int want_kafka, i
         }
         if (want_redis) {
                 char fence[1024];
-                size_t fl = (size_t)snprintf(fence, sizeof(fence), "%s%s:",
-                                             ctx->rt.redis_fence_prefix, ctx->rt.job_name);
+                size_t fl = (size_t)snprintf(fence, sizeof(fence),
+                                             "%s%s:", ctx->rt.redis_fence_prefix, ctx->rt.job_name);
                 for (size_t i = 0; i < ctx->rt.input_topics.n && fl < sizeof(fence); i++)
-                        fl += (size_t)snprintf(fence + fl, sizeof(fence) - fl, "%s%s",
-                                               i ? "," : "", ctx->rt.input_topics.v[i]);
+                        fl += (size_t)snprintf(fence + fl, sizeof(fence) - fl, "%s%s", i ? "," : "",
+                                               ctx->rt.input_topics.v[i]);
                 if (fl < sizeof(fence))
                         snprintf(fence + fl, sizeof(fence) - fl, ":");
-                ctx->redis = eddy_redis_new(ctx->rt.redis_url, (int)ctx->rt.redis_timeout_ms,
-                                            fence, &ctx->lg, err, sizeof(err));
+                ctx->redis = eddy_redis_new(ctx->rt.redis_url, (int)ctx->rt.redis_timeout_ms, fence,
+                                            &ctx->lg, err, sizeof(err));
                 if (!ctx->redis) {
                         fprintf(stderr, "eddy: %s\n", err);
                         return 2;
@@ -1346,8 +1357,7 @@ static void recon_cmp_cb(void *opaque, size_t i, const char *v, size_t vl)
         struct recon_cmp *rc = opaque;
         rop_t *e = &rc->exp[i];
         const char *want = (const char *)rc->ctx->arena.p + e->voff;
-        int same = e->op == EDDY_ROP_DEL ? v == NULL
-                                         : (v && vl == e->vlen && !memcmp(v, want, vl));
+        int same = e->op == EDDY_ROP_DEL ? v == NULL : (v && vl == e->vlen && !memcmp(v, want, vl));
         if (same)
                 return;
         /* numeric drift where both sides are numbers; otherwise count 1 */
@@ -1362,11 +1372,11 @@ static void recon_cmp_cb(void *opaque, size_t i, const char *v, size_t vl)
         rc->redis_fixed++;
         const char *key = (const char *)rc->ctx->arena.p + e->koff;
         if (e->op == EDDY_ROP_SET)
-                add_rop(rc->ctx, &rc->ctx->rops, &rc->ctx->nrops, &rc->ctx->rops_cap,
-                        e->partition, EDDY_ROP_SET, key, e->klen, want, e->vlen);
+                add_rop(rc->ctx, &rc->ctx->rops, &rc->ctx->nrops, &rc->ctx->rops_cap, e->partition,
+                        EDDY_ROP_SET, key, e->klen, want, e->vlen);
         else
-                add_rop(rc->ctx, &rc->ctx->rops, &rc->ctx->nrops, &rc->ctx->rops_cap,
-                        e->partition, EDDY_ROP_DEL, key, e->klen, NULL, 0);
+                add_rop(rc->ctx, &rc->ctx->rops, &rc->ctx->nrops, &rc->ctx->rops_cap, e->partition,
+                        EDDY_ROP_DEL, key, e->klen, NULL, 0);
 }
 
 /* Partitions with state: those with a stored offset for the first input topic. */
@@ -1759,8 +1769,13 @@ int eddy__test_feed(eddy_ctx_t *ctx, const char *topic, int32_t partition, int64
                 pt->assigned = 1;
                 pt->next = eddy__test_next_offset(ctx, topic, partition);
         }
-        eddy_msg_t em = {.topic = topic, .partition = partition, .offset = offset,
-                         .timestamp = -1, .key = key, .key_len = klen, .value = value,
+        eddy_msg_t em = {.topic = topic,
+                         .partition = partition,
+                         .offset = offset,
+                         .timestamp = -1,
+                         .key = key,
+                         .key_len = klen,
+                         .value = value,
                          .value_len = vlen};
         return process_one(ctx, &em);
 }

@@ -211,8 +211,7 @@ eddy_state_t *eddy_state_open(const char *dir, const eddy_state_opts_t *o, char 
         if (!st->db) {
                 if (err && strstr(err, "lock"))
                         snprintf(errstr, errstr_size,
-                                 "state.dir %s is in use by another eddy process (%s)", dir,
-                                 err);
+                                 "state.dir %s is in use by another eddy process (%s)", dir, err);
                 else
                         snprintf(errstr, errstr_size, "can not open state.dir %s: %s", dir,
                                  err ? err : "?");
@@ -278,7 +277,8 @@ static size_t slot_find(const eddy_state_t *st, uint64_t h, const char *k, size_
         size_t mask = st->nslots - 1;
         for (size_t i = h & mask;; i = (i + 1) & mask) {
                 const slot_t *sl = &st->slots[i];
-                if (!sl->e || (sl->hash == h && sl->e->klen == kl && memcmp(sl->e->buf, k, kl) == 0))
+                if (!sl->e ||
+                    (sl->hash == h && sl->e->klen == kl && memcmp(sl->e->buf, k, kl) == 0))
                         return i;
         }
 }
@@ -610,8 +610,7 @@ void eddy_state_outbox_done(eddy_state_t *st, uint64_t seq)
 
 /* Iterate [lo, hi) of raw keys. */
 static int range_scan(eddy_state_t *st, const char *lo, size_t lol, const char *hi, size_t hil,
-                      int (*cb)(void *, const void *, size_t, const void *, size_t),
-                      void *opaque)
+                      int (*cb)(void *, const void *, size_t, const void *, size_t), void *opaque)
 {
         rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
         if (hi)
@@ -672,8 +671,7 @@ static int state_visit(void *opaque, const void *k, size_t kl, const void *v, si
 }
 
 int eddy__state_scan(eddy_state_t *st, int32_t partition, const void *prefix, size_t plen,
-                     int (*cb)(void *, const void *, size_t, const void *, size_t),
-                     void *opaque)
+                     int (*cb)(void *, const void *, size_t, const void *, size_t), void *opaque)
 {
         size_t kl;
         const char *k = state_key(st, partition, prefix, plen, &kl);
@@ -756,8 +754,7 @@ eddy_state_txn_t *eddy_state_prepare(eddy_state_t *st)
         for (size_t i = 0; i < st->ndirty; i++) {
                 ent_t *e = st->dirty[i];
                 if (e->flags & ENT_PRESENT)
-                        rocksdb_writebatch_put(st->wb, e->buf, e->klen, e->buf + e->klen,
-                                               e->vlen);
+                        rocksdb_writebatch_put(st->wb, e->buf, e->klen, e->buf + e->klen, e->vlen);
                 else
                         rocksdb_writebatch_delete(st->wb, e->buf, e->klen);
                 e->flags &= ~ENT_DIRTY;
@@ -815,8 +812,7 @@ void eddy_state_stats(eddy_state_t *st, eddy_state_stats_t *s)
         prop(st, "rocksdb.estimate-num-keys", s->rocksdb_keys, sizeof(s->rocksdb_keys));
         prop(st, "rocksdb.estimate-live-data-size", s->rocksdb_live_bytes,
              sizeof(s->rocksdb_live_bytes));
-        prop(st, "rocksdb.cur-size-all-mem-tables", s->memtables_bytes,
-             sizeof(s->memtables_bytes));
+        prop(st, "rocksdb.cur-size-all-mem-tables", s->memtables_bytes, sizeof(s->memtables_bytes));
 }
 
 int eddy_state_dump(eddy_state_t *st,
