@@ -300,16 +300,29 @@ def throughput(args, eddy, bare, broker, rds, tmp):
     job = write_job(tmp, "bench-likes", broker.bootstrap, url_eddy, TOPIC,
                     extra={"state.sync": True})
 
+    def others():  # CPU seconds of the dev broker and redis-server so far
+        return proc_cpu_s(broker.proc.pid), proc_cpu_s(rds.proc.pid)
+
+    def others_delta(before):
+        after = others()
+        return {"devbroker_cpu_s": round(after[0] - before[0], 2),
+                "redis_cpu_s": round(after[1] - before[1], 2)}
+
     # (a) bare consumer
     log("(a) bare consumer")
+    o = others()
     a = Timed([bare, broker.bootstrap, TOPIC], tmp, "bare").wait(600)
+    a_others = others_delta(o)
     a_out = json.loads(a.proc.out())
     assert a_out["events"] == n, a_out
 
     # (b) eddy
     log("(b) eddy run like-counter --from earliest --until end")
+    o = others()
+    xs = [a for kv in args.X for a in ("-X", kv)]
     b = Timed([eddy, "run", "like-counter", "-c", job, "--from", "earliest", "--until", "end",
-               "--no-progress"], tmp, "eddy").wait(1800)
+               "--no-progress"] + xs, tmp, "eddy").wait(1800)
+    b_others = others_delta(o)
     elog = b.proc.log()
     run_lines = [l for l in elog.splitlines() if "fac=RUN" in l and "running:" in l]
     stop = re.search(r"stopped: events=(\d+) dead_lettered=(\d+) batches=(\d+)", elog)
@@ -322,8 +335,10 @@ def throughput(args, eddy, bare, broker, rds, tmp):
 
     # (c) the Python job
     log("(c) likes_job.py")
+    o = others()
     c = Timed([sys.executable, os.path.join(HERE, "likes_job.py"), broker.bootstrap, TOPIC,
                url_py], tmp, "python").wait(1800)
+    c_others = others_delta(o)
     c_out = json.loads(c.proc.out())
     assert c_out["events"] == n, c_out
 
@@ -341,14 +356,15 @@ def throughput(args, eddy, bare, broker, rds, tmp):
     res = {
         "events": n,
         "partitions": args.partitions,
+        "eddy_X": args.X,
         "posts_with_likes": len(expected),
         "members": c_out.get("members"),
-        "a_bare": dict(a.stats(n), read_s=a_out["seconds"],
+        "a_bare": dict(a.stats(n), **a_others, read_s=a_out["seconds"],
                        read_events_per_s=round(n / a_out["seconds"])),
-        "b_eddy": dict(b.stats(n), batches=int(stop.group(3)),
+        "b_eddy": dict(b.stats(n), **b_others, batches=int(stop.group(3)),
                        run_s=round(b_run_s, 3) if b_run_s else None,
                        run_events_per_s=round(n / b_run_s) if b_run_s else None),
-        "c_python": dict(c.stats(n), read_s=c_out["seconds"],
+        "c_python": dict(c.stats(n), **c_others, read_s=c_out["seconds"],
                          read_events_per_s=round(n / c_out["seconds"])),
     }
     res["ratio_b_a"] = round(res["b_eddy"]["events_per_s"] / res["a_bare"]["events_per_s"], 3)
@@ -367,19 +383,21 @@ def print_table(res):
             ("(b) eddy like-counter (EOS)", res["b_eddy"], "run"),
             ("(c) python confluent-kafka+redis", res["c_python"], "read")]
     print()
-    print("like-counter, %d events, %d partitions, lz4, dev broker + redis on this machine (%d cores)"
-          % (n, res["partitions"], os.cpu_count()))
-    hdr = "%-34s %8s %10s %10s %10s %12s %9s" % ("", "wall s", "events/s", "loop s", "loop ev/s",
-                                                  "ev/CPU-s", "peak RSS")
+    print("like-counter, %d events, %d partitions, lz4, dev broker + redis on this machine (%d cores)%s"
+          % (n, res["partitions"], os.cpu_count(),
+             "; eddy -X " + " -X ".join(res["eddy_X"]) if res.get("eddy_X") else ""))
+    hdr = "%-34s %7s %9s %7s %9s %6s %9s %8s %8s" % (
+        "", "wall s", "events/s", "loop s", "loop ev/s", "CPU s", "ev/CPU-s", "peak RSS",
+        "broker s")
     print(hdr)
     print("-" * len(hdr))
     for name, s, k in rows:
         loop_s = s.get(k + "_s")
         loop_r = s.get(k + "_events_per_s")
-        print("%-34s %8.2f %10d %10s %10s %12s %8.0fM" % (
+        print("%-34s %7.2f %9d %7s %9s %6.2f %9s %7.0fM %8.2f" % (
             name, s["wall_s"], s["events_per_s"],
-            "%.2f" % loop_s if loop_s else "-", loop_r or "-",
-            s["events_per_cpu_s"] or "-", s["peak_rss_mib"]))
+            "%.2f" % loop_s if loop_s else "-", loop_r or "-", s["cpu_s"],
+            s["events_per_cpu_s"] or "-", s["peak_rss_mib"], s["devbroker_cpu_s"]))
     print()
     print("b/a = %.3f (target >= 0.7)   b/c = %.2f (target >= 5)" % (res["ratio_b_a"],
                                                                     res["ratio_b_c"]))
@@ -795,6 +813,8 @@ def main():
                     help="skip the throughput comparison")
     ap.add_argument("--no-build", action="store_true", help="do not run make first")
     ap.add_argument("--eddy", help="the eddy binary to measure (default: build/eddy, made first)")
+    ap.add_argument("-X", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra -X setting for eddy in (b), e.g. kafka.queued.min.messages=1000000")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, state)")
     ap.add_argument("--out", default=os.path.join(HERE, "out", "like-counter.json"))
     args = ap.parse_args()

@@ -177,16 +177,15 @@ static int lc_process(void *self, eddy_ctx_t *ctx, const eddy_msg_t *msg)
                 return -member;
         if (like == member)
                 return 0; /* a second like, or an unlike of what was never liked */
+        /* each key is written right after it is read: the store finds it without probing */
+        if (like)
+                eddy_state_put(ctx, p, mk, mlen, "", 0);
+        else
+                eddy_state_del(ctx, p, mk, mlen);
         int64_t count;
         if (count_get(ctx, p, ck, cklen, &count) < 0)
                 return EDDY_ERR_STATE;
-        if (like) {
-                eddy_state_put(ctx, p, mk, mlen, "", 0);
-                count++;
-        } else {
-                eddy_state_del(ctx, p, mk, mlen);
-                count--;
-        }
+        count += like ? 1 : -1;
         count_put(ctx, p, ck, cklen, count < 0 ? 0 : count);
         eddy_keyset_add(lc->changed, p, post, (size_t)pl);
         return 0;

@@ -27,7 +27,7 @@ const eddy_prop_t eddy_rt_props[] = {
      "Budget of the in-memory cache of state entries, MiB"},
     {"state.block.cache.mb", EDDY_PROP_INT, "64", 1, 1 << 20, RT(state_block_cache_mb),
      "RocksDB block cache, MiB"},
-    {"state.write.buffer.mb", EDDY_PROP_INT, "64", 1, 1 << 16, RT(state_write_buffer_mb),
+    {"state.write.buffer.mb", EDDY_PROP_INT, "8", 1, 1 << 16, RT(state_write_buffer_mb),
      "RocksDB memtable size, MiB"},
     {"state.sync", EDDY_PROP_BOOL, "true", 0, 1, RT(state_sync),
      "fsync the RocksDB WAL at every commit (survives a machine crash, not only a process "
