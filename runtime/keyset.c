@@ -1,5 +1,6 @@
 /* keyset.c: a set of (partition, key) byte strings: open addressing over an arena. */
 #include "keyset.h"
+#include "mem.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,16 +24,6 @@ struct eddy_keyset_s {
         size_t out_cap;
 };
 
-static void *xrealloc(void *p, size_t n)
-{
-        void *q = realloc(p, n ? n : 1);
-        if (!q) {
-                fputs("eddy: out of memory\n", stderr);
-                abort();
-        }
-        return q;
-}
-
 static uint64_t hash(int32_t partition, const void *p, size_t n)
 {
         const unsigned char *s = p;
@@ -49,7 +40,7 @@ eddy_keyset_t *eddy_keyset_new(void)
         if (!ks)
                 return NULL;
         ks->nslots = 256;
-        ks->slots = xrealloc(NULL, ks->nslots * sizeof(*ks->slots));
+        ks->slots = eddy__xrealloc(NULL, ks->nslots * sizeof(*ks->slots));
         memset(ks->slots, 0, ks->nslots * sizeof(*ks->slots));
         return ks;
 }
@@ -69,7 +60,7 @@ static void rehash(eddy_keyset_t *ks, size_t nslots)
 {
         free(ks->slots);
         ks->nslots = nslots;
-        ks->slots = xrealloc(NULL, nslots * sizeof(*ks->slots));
+        ks->slots = eddy__xrealloc(NULL, nslots * sizeof(*ks->slots));
         memset(ks->slots, 0, nslots * sizeof(*ks->slots));
         for (size_t i = 0; i < ks->n; i++) {
                 size_t j = ks->items[i].hash & (nslots - 1);
@@ -91,11 +82,11 @@ int eddy_keyset_add(eddy_keyset_t *ks, int32_t partition, const void *key, size_
         }
         if (ks->n == ks->cap) {
                 ks->cap = ks->cap ? ks->cap * 2 : 256;
-                ks->items = xrealloc(ks->items, ks->cap * sizeof(*ks->items));
+                ks->items = eddy__xrealloc(ks->items, ks->cap * sizeof(*ks->items));
         }
         if (ks->alen + len > ks->acap) {
                 ks->acap = (ks->alen + len) * 2 + 4096;
-                ks->arena = xrealloc(ks->arena, ks->acap);
+                ks->arena = eddy__xrealloc(ks->arena, ks->acap);
         }
         if (len)
                 memcpy(ks->arena + ks->alen, key, len);
@@ -129,7 +120,7 @@ const eddy_keyset_ent_t *eddy_keyset_sorted(eddy_keyset_t *ks, size_t *n)
 {
         if (ks->n > ks->out_cap) {
                 ks->out_cap = ks->n;
-                ks->out = xrealloc(ks->out, ks->out_cap * sizeof(*ks->out));
+                ks->out = eddy__xrealloc(ks->out, ks->out_cap * sizeof(*ks->out));
         }
         for (size_t i = 0; i < ks->n; i++)
                 ks->out[i] = (eddy_keyset_ent_t){ks->items[i].partition, ks->items[i].len,

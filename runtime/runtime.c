@@ -25,6 +25,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "mem.h"
 #include "redis.h"
 #include "state.h"
 
@@ -121,7 +122,7 @@ struct eddy_ctx_s {
         pthread_mutex_t mu;
         pthread_cond_t cv;
         struct job_s *head, *tail;
-        int queued, busy, quit, pipe_err;
+        int queued, quit, pipe_err;
         int64_t write_ms, deliver_ms, wait_ms,
             poll_ms; /* time in RocksDB writes, delivery, back-pressure */
 
@@ -135,25 +136,15 @@ struct eddy_ctx_s {
 static int64_t now_ms(void)
 {
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* called per record: ms is enough */
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void *xrealloc(void *p, size_t n)
-{
-        void *q = realloc(p, n ? n : 1);
-        if (!q) {
-                fputs("eddy: out of memory\n", stderr);
-                abort();
-        }
-        return q;
 }
 
 static void buf_put(buf_t *b, const void *p, size_t n)
 {
         if (b->len + n > b->cap) {
                 b->cap = (b->len + n) * 2 + 256;
-                b->p = xrealloc(b->p, b->cap);
+                b->p = eddy__xrealloc(b->p, b->cap);
         }
         if (n)
                 memcpy(b->p + b->len, p, n);
@@ -266,7 +257,7 @@ static void add_rop(eddy_ctx_t *ctx, rop_t **arr, size_t *n, size_t *cap, int32_
 {
         if (*n == *cap) {
                 *cap = *cap ? *cap * 2 : 1024;
-                *arr = xrealloc(*arr, *cap * sizeof(**arr));
+                *arr = eddy__xrealloc(*arr, *cap * sizeof(**arr));
         }
         rop_t *o = &(*arr)[(*n)++];
         o->partition = partition;
@@ -318,14 +309,14 @@ static part_t *part_get(eddy_ctx_t *ctx, topic_t *t, int32_t p)
         if (p < 0 || p > 1 << 20)
                 return NULL;
         if (p >= t->nparts) {
-                t->parts = xrealloc(t->parts, (size_t)(p + 1) * sizeof(*t->parts));
+                t->parts = eddy__xrealloc(t->parts, (size_t)(p + 1) * sizeof(*t->parts));
                 memset(t->parts + t->nparts, 0, (size_t)(p + 1 - t->nparts) * sizeof(*t->parts));
                 for (int i = t->nparts; i <= p; i++)
                         t->parts[i].bound = -1;
                 t->nparts = p + 1;
         }
         if (p >= ctx->nscopes) {
-                ctx->scopes = xrealloc(ctx->scopes, (size_t)(p + 1) * sizeof(*ctx->scopes));
+                ctx->scopes = eddy__xrealloc(ctx->scopes, (size_t)(p + 1) * sizeof(*ctx->scopes));
                 memset(ctx->scopes + ctx->nscopes, 0,
                        (size_t)(p + 1 - ctx->nscopes) * sizeof(*ctx->scopes));
                 ctx->nscopes = p + 1;
@@ -450,7 +441,7 @@ static int deliver(eddy_ctx_t *ctx, const void *e, size_t len, entry_view_t *v)
                         break;
                 if (nops > v->cap) {
                         v->cap = nops * 2;
-                        v->ops = xrealloc(v->ops, v->cap * sizeof(*v->ops));
+                        v->ops = eddy__xrealloc(v->ops, v->cap * sizeof(*v->ops));
                 }
                 for (uint32_t i = 0; i < nops && !r.bad; i++) {
                         eddy_redis_op_t *o = &v->ops[i];
@@ -631,7 +622,7 @@ static void done_add(eddy_ctx_t *ctx, uint64_t seq)
         pthread_mutex_lock(&ctx->mu);
         if (ctx->ndone == ctx->done_cap) {
                 ctx->done_cap = ctx->done_cap ? ctx->done_cap * 2 : 16;
-                ctx->done_seqs = xrealloc(ctx->done_seqs, ctx->done_cap * sizeof(uint64_t));
+                ctx->done_seqs = eddy__xrealloc(ctx->done_seqs, ctx->done_cap * sizeof(uint64_t));
         }
         ctx->done_seqs[ctx->ndone++] = seq;
         pthread_mutex_unlock(&ctx->mu);
@@ -685,13 +676,11 @@ static void *committer(void *opaque)
                 ctx->head = j->next;
                 if (!ctx->head)
                         ctx->tail = NULL;
-                ctx->busy = 1;
                 pthread_mutex_unlock(&ctx->mu);
                 /* after an error, jobs are still written (their state is consistent) but a
                  * failed delivery is not retried here: the next start re-delivers */
                 int rc = run_job(ctx, j);
                 pthread_mutex_lock(&ctx->mu);
-                ctx->busy = 0;
                 ctx->queued--;
                 if (rc)
                         ctx->pipe_err = 1;
@@ -1010,11 +999,15 @@ static rd_kafka_t *kafka_new(eddy_ctx_t *ctx, int consumer, char *errstr, size_t
             "bootstrap.servers", "127.0.0.1:9092", "group.id", gid, "enable.auto.commit", "false",
             "enable.auto.offset.store", "false", "auto.offset.reset", "earliest",
             "partition.assignment.strategy", "cooperative-sticky", "enable.partition.eof",
-            ctx->replay ? "true" : "false", "queued.max.messages.kbytes", "65536",
-            /* a busy job lets librdkafka's prefetch fill up and back off;
-             * a shorter fetch wait refills it sooner (and bounds the latency
-             * of a quiet topic). Measured: 6.5 s -> 5.0 s for 1M events
-             * from the dev broker. */
+            ctx->replay ? "true" : "false",
+            /* librdkafka 2.0.2 stops fetching a partition for a whole second once its
+             * local queue reaches queued.min.messages or queued.max.messages.kbytes
+             * (librdkafka #2879; fetch.queue.backoff.ms only came in 2.1). A busy job
+             * then starves: 1M events took 6.7 s with 100k, 4.5 s with 300k. So the
+             * limit is bytes, per partition (64 MiB, librdkafka's own default), large
+             * enough to hold seconds of work. */
+            "queued.min.messages", "10000000", "queued.max.messages.kbytes", "65536",
+            /* a quiet topic's records are not held back long */
             "fetch.wait.max.ms", "50", NULL};
         const char *pdefs[] = {"bootstrap.servers",
                                "127.0.0.1:9092",
@@ -1388,7 +1381,7 @@ static int recon_partitions(eddy_ctx_t *ctx, int32_t **out)
                                 break;
                         continue;
                 }
-                v = xrealloc(v, (size_t)(n + 1) * sizeof(*v));
+                v = eddy__xrealloc(v, (size_t)(n + 1) * sizeof(*v));
                 v[n++] = p;
         }
         *out = v;
@@ -1427,7 +1420,7 @@ static int reconcile_all(eddy_ctx_t *ctx, FILE *report)
                 tot.checked += s.checked;
                 tot.corrected += s.corrected;
                 tot.drift += s.drift;
-                eddy_redis_op_t *keys = xrealloc(NULL, ctx->nexpects * sizeof(*keys));
+                eddy_redis_op_t *keys = eddy__xrealloc(NULL, ctx->nexpects * sizeof(*keys));
                 for (size_t k = 0; k < ctx->nexpects; k++) {
                         keys[k].key = (const char *)ctx->arena.p + ctx->expects[k].koff;
                         keys[k].klen = ctx->expects[k].klen;
@@ -1614,12 +1607,17 @@ int eddy_runtime_run(const eddy_job_args_t *a)
                 progress(&ctx, t0, 1);
         if (!ctx.replay)
                 rd_kafka_consumer_close(ctx.rk);
+        eddy_redis_stats_t rs = {0};
+        if (ctx.redis)
+                eddy_redis_stats(ctx.redis, &rs);
         eddy__log(&ctx.lg, LOG_NOTICE, "RUN",
                   "stopped: events=%" PRId64 " dead_lettered=%" PRId64 " batches=%" PRId64
                   " state_write_ms=%" PRId64 " deliver_ms=%" PRId64 " backpressure_ms=%" PRId64
-                  " poll_ms=%" PRId64 "%s",
+                  " poll_ms=%" PRId64 " redis_chunks_applied=%" PRId64
+                  " redis_chunks_fenced=%" PRId64 " redis_retries=%" PRId64 "%s",
                   ctx.events_in, ctx.events_dlq, ctx.batches, ctx.write_ms, ctx.deliver_ms,
-                  ctx.wait_ms, ctx.poll_ms, failed ? " (on an error)" : "");
+                  ctx.wait_ms, ctx.poll_ms, rs.chunks_applied, rs.chunks_fenced, rs.retries,
+                  failed ? " (on an error)" : "");
         rc = failed || ctx.fatal ? 1 : 0;
 out:
         ctx_free(&ctx);

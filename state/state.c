@@ -13,6 +13,7 @@
  * first miss cheap, the cache makes the next ones free). Clean entries are evicted with a
  * CLOCK sweep when the cache passes its budget; dirty ones never are. */
 #include "state.h"
+#include "mem.h"
 
 #include <errno.h>
 #include <rocksdb/c.h>
@@ -58,6 +59,7 @@ struct eddy_state_s {
         slot_t *slots; /* the cache */
         size_t nslots, nents;
         size_t memo; /* slot of the last key found or inserted */
+        size_t hand; /* where the next eviction sweep starts */
         size_t bytes, budget;
         ent_t **dirty;
         size_t ndirty, dirty_cap;
@@ -115,23 +117,13 @@ static uint64_t get_be64(const unsigned char *p)
         return v;
 }
 
-static void *xrealloc(void *p, size_t n)
-{
-        void *q = realloc(p, n);
-        if (!q) {
-                fputs("eddy: out of memory\n", stderr);
-                abort();
-        }
-        return q;
-}
-
 /* The full RocksDB key of a processor key, in st->kbuf. */
 static const char *state_key(eddy_state_t *st, int32_t partition, const void *key, size_t klen,
                              size_t *outlen)
 {
         if (st->kbuf_cap < klen + 5) {
                 st->kbuf_cap = (klen + 5) * 2;
-                st->kbuf = xrealloc(st->kbuf, st->kbuf_cap);
+                st->kbuf = eddy__xrealloc(st->kbuf, st->kbuf_cap);
         }
         st->kbuf[0] = EDDY_NS_STATE;
         put_be32((unsigned char *)st->kbuf + 1, (uint32_t)partition);
@@ -325,7 +317,7 @@ static uint8_t *part_slot(eddy_state_t *st, uint32_t p)
 {
         if (p >= st->nparts) {
                 size_t n = (size_t)p + 1 > st->nparts * 2 ? (size_t)p + 1 : st->nparts * 2;
-                st->parts = xrealloc(st->parts, n);
+                st->parts = eddy__xrealloc(st->parts, n);
                 memset(st->parts + st->nparts, PART_UNKNOWN, n - st->nparts);
                 st->nparts = n;
         }
@@ -357,7 +349,7 @@ static ent_t *ent_set_value(eddy_state_t *st, size_t i, const void *v, size_t vl
         if (vl > e->vcap) {
                 st->bytes -= ent_bytes(e);
                 uint32_t cap = (uint32_t)(vl < 8 ? 8 : vl + vl / 4);
-                e = xrealloc(e, sizeof(*e) + e->klen + cap);
+                e = eddy__xrealloc(e, sizeof(*e) + e->klen + cap);
                 e->vcap = cap;
                 st->bytes += ent_bytes(e);
                 st->slots[i].e = e;
@@ -375,7 +367,7 @@ static size_t ent_insert(eddy_state_t *st, size_t i, uint64_t h, const char *k, 
                          const void *v, size_t vl, uint8_t flags)
 {
         uint32_t cap = (uint32_t)(vl < 8 ? 8 : vl);
-        ent_t *e = xrealloc(NULL, sizeof(*e) + kl + cap);
+        ent_t *e = eddy__xrealloc(NULL, sizeof(*e) + kl + cap);
         e->klen = (uint32_t)kl;
         e->vcap = cap;
         e->vlen = (uint32_t)vl;
@@ -403,7 +395,7 @@ static void mark_dirty(eddy_state_t *st, ent_t *e)
         e->flags |= ENT_DIRTY;
         if (st->ndirty == st->dirty_cap) {
                 st->dirty_cap = st->dirty_cap ? st->dirty_cap * 2 : 1024;
-                st->dirty = xrealloc(st->dirty, st->dirty_cap * sizeof(*st->dirty));
+                st->dirty = eddy__xrealloc(st->dirty, st->dirty_cap * sizeof(*st->dirty));
         }
         e->dpos = (uint32_t)st->ndirty;
         st->dirty[st->ndirty++] = e;
@@ -494,30 +486,32 @@ void eddy__state_del(eddy_state_t *st, int32_t partition, const void *key, size_
         mark_dirty(st, e);
 }
 
-/* CLOCK sweep over clean entries until the cache is at 3/4 of its budget. */
+/* CLOCK sweep over clean entries until the cache is at 3/4 of its budget. The hand goes on
+ * where the last sweep stopped: sweeping from slot 0 each time would spare the end of the
+ * table for ever and let it fill into long probe runs. */
 static void cache_evict(eddy_state_t *st)
 {
         if (st->bytes <= st->budget)
                 return;
         size_t target = st->budget / 4 * 3;
-        for (int pass = 0; pass < 2 && st->bytes > target; pass++) {
-                for (size_t i = 0; i < st->nslots && st->bytes > target; i++) {
-                        ent_t *e = st->slots[i].e;
-                        if (!e || (e->flags & ENT_DIRTY))
-                                continue;
-                        if (e->flags & ENT_REF) {
-                                e->flags &= ~ENT_REF;
-                                continue;
-                        }
-                        if ((e->flags & ENT_PRESENT) && e->klen >= 5 && e->buf[0] == EDDY_NS_STATE)
-                                *part_slot(st, key_partition(e->buf)) = PART_INCOMPLETE;
-                        st->bytes -= ent_bytes(e);
-                        st->nents--;
-                        st->stats.evictions++;
-                        free(e);
-                        st->slots[i].e = NULL;
+        size_t n = st->nslots, i = st->hand % n;
+        for (size_t seen = 0; seen < 2 * n && st->bytes > target; seen++, i = (i + 1) % n) {
+                ent_t *e = st->slots[i].e;
+                if (!e || (e->flags & ENT_DIRTY))
+                        continue;
+                if (e->flags & ENT_REF) {
+                        e->flags &= ~ENT_REF;
+                        continue;
                 }
+                if ((e->flags & ENT_PRESENT) && e->klen >= 5 && e->buf[0] == EDDY_NS_STATE)
+                        *part_slot(st, key_partition(e->buf)) = PART_INCOMPLETE;
+                st->bytes -= ent_bytes(e);
+                st->nents--;
+                st->stats.evictions++;
+                free(e);
+                st->slots[i].e = NULL;
         }
+        st->hand = i;
         table_rebuild(st, st->nslots); /* re-probe around the holes */
 }
 
@@ -686,7 +680,7 @@ int eddy__state_scan(eddy_state_t *st, int32_t partition, const void *prefix, si
 {
         size_t kl;
         const char *k = state_key(st, partition, prefix, plen, &kl);
-        char *lo = xrealloc(NULL, kl), *hi = xrealloc(NULL, kl);
+        char *lo = eddy__xrealloc(NULL, kl), *hi = eddy__xrealloc(NULL, kl);
         memcpy(lo, k, kl);
         memcpy(hi, k, kl);
         /* upper bound: the prefix + 1 (carrying over 0xff bytes) */
