@@ -78,11 +78,14 @@ bench: deps all
 docs: all
 	$(BUILD)/eddy like-counter --list-config --markdown > docs/config.md
 
+FMT_FILES = $(SRC) $(UNIT_SRC) $(wildcard runtime/*.h state/*.h connectors/*.h processors/*.h \
+            schemas/*.h tests/unit/*.h tests/fuzz/*.c bench/*.c)
+
 fmt:
-	clang-format -i $(SRC) $(wildcard runtime/*.h state/*.h connectors/*.h processors/*.h schemas/*.h) $(UNIT_SRC)
+	clang-format -i $(FMT_FILES)
 
 fmt-check:
-	@clang-format --dry-run --Werror $(SRC) $(wildcard runtime/*.h state/*.h connectors/*.h processors/*.h schemas/*.h) $(UNIT_SRC)
+	@clang-format --dry-run --Werror $(FMT_FILES)
 
 clean:
 	rm -rf build

@@ -76,7 +76,9 @@ int main(int argc, char **argv)
         rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
         if (err || md->topic_cnt != 1 || md->topics[0].err) {
                 fprintf(stderr, "bare_consumer: metadata of %s: %s\n", topic,
-                        rd_kafka_err2str(err ? err : md->topic_cnt ? md->topics[0].err : 0));
+                        rd_kafka_err2str(err             ? err
+                                         : md->topic_cnt ? md->topics[0].err
+                                                         : 0));
                 return 1;
         }
         int nparts = md->topics[0].partition_cnt;
@@ -115,8 +117,10 @@ int main(int argc, char **argv)
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 1000);
                 if (!m) {
                         if (++idle >= 30) {
-                                fprintf(stderr, "bare_consumer: nothing for 30 s, %d partition(s) "
-                                                "not at EOF\n", pending);
+                                fprintf(stderr,
+                                        "bare_consumer: nothing for 30 s, %d partition(s) "
+                                        "not at EOF\n",
+                                        pending);
                                 return 1;
                         }
                         continue;
@@ -128,7 +132,8 @@ int main(int argc, char **argv)
                         events++;
                         bytes += (int64_t)m->len;
                 } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                        if (m->partition >= 0 && m->partition < nparts && is_pending[m->partition]) {
+                        if (m->partition >= 0 && m->partition < nparts &&
+                            is_pending[m->partition]) {
                                 is_pending[m->partition] = 0;
                                 pending--;
                         }

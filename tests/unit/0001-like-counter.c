@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tmpdirs.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -632,22 +634,6 @@ static int64_t world_dlq(world_t *w)
         return w->dlq_closed + (w->ctx ? eddy__test_dlq_count(w->ctx) : 0);
 }
 
-/* The state.dirs of the worlds alive, removed by the teardown if a test fails midway. */
-static char live_dirs[4][64];
-
-static void live_dir(const char *dir, int add)
-{
-        for (int i = 0; i < 4; i++)
-                if (add ? !live_dirs[i][0] : !strcmp(live_dirs[i], dir)) {
-                        if (add)
-                                snprintf(live_dirs[i], sizeof(live_dirs[i]), "%s", dir);
-                        else
-                                live_dirs[i][0] = '\0';
-                        return;
-                }
-        assert_false(add);
-}
-
 static void world_init(world_t *w, uint64_t seed, int chunk_keys, int cache_mb)
 {
         memset(w, 0, sizeof(*w));
@@ -670,14 +656,6 @@ static void world_init(world_t *w, uint64_t seed, int chunk_keys, int cache_mb)
         world_open(w);
 }
 
-static void rm_rf(const char *dir)
-{
-        char cmd[128];
-        assert_true(strncmp(dir, "/tmp/eddy-", 10) == 0);
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        assert_int_equal(system(cmd), 0);
-}
-
 static void world_free(world_t *w)
 {
         if (w->ctx)
@@ -685,16 +663,6 @@ static void world_free(world_t *w)
         fr_free(&w->fr);
         rm_rf(w->dir);
         live_dir(w->dir, 0);
-}
-
-static int remove_live_dirs(void **state)
-{
-        for (int i = 0; i < 4; i++)
-                if (live_dirs[i][0]) {
-                        rm_rf(live_dirs[i]);
-                        live_dirs[i][0] = '\0';
-                }
-        return 0;
 }
 
 /* On a mismatch: the records of @p post's partition fed so far, for the report. */

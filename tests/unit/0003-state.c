@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tmpdirs.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,40 +30,6 @@ static void store_open(store_t *s)
         s->st = eddy_state_open(s->dir, &s->opts, err, sizeof(err));
         if (!s->st)
                 fail_msg("eddy_state_open(%s): %s", s->dir, err);
-}
-
-/* The state.dirs of the stores alive, removed by the teardown if a test fails midway. */
-static char live_dirs[4][64];
-
-static void live_dir(const char *dir, int add)
-{
-        for (int i = 0; i < 4; i++)
-                if (add ? !live_dirs[i][0] : !strcmp(live_dirs[i], dir)) {
-                        if (add)
-                                snprintf(live_dirs[i], sizeof(live_dirs[i]), "%s", dir);
-                        else
-                                live_dirs[i][0] = '\0';
-                        return;
-                }
-        assert_false(add);
-}
-
-static void rm_rf(const char *dir)
-{
-        char cmd[128];
-        assert_true(strncmp(dir, "/tmp/eddy-0003-", 15) == 0);
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        assert_int_equal(system(cmd), 0);
-}
-
-static int remove_live_dirs(void **state)
-{
-        for (int i = 0; i < 4; i++)
-                if (live_dirs[i][0]) {
-                        rm_rf(live_dirs[i]);
-                        live_dirs[i][0] = '\0';
-                }
-        return 0;
 }
 
 static void store_init(store_t *s, int64_t cache_mb)
