@@ -88,6 +88,14 @@ static const char *proc_from_file(const char *path, char *buf, size_t size)
 
 int main(int argc, char **argv)
 {
+        /* first of all: a SIGTERM that comes early still means a clean stop */
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_signal;
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
         if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
             !strcmp(argv[1], "help")) {
                 usage(argc < 2 ? stderr : stdout);
@@ -223,13 +231,6 @@ int main(int argc, char **argv)
                 goto out;
         }
         a.proc = proc;
-
-        struct sigaction sa;
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_handler = on_signal;
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGINT, &sa, NULL);
-        signal(SIGPIPE, SIG_IGN);
 
         if (is_run)
                 rc = eddy_runtime_run(&a);

@@ -73,6 +73,7 @@ def main():
     job.kill()
     print("demo: killed the job with SIGKILL mid-stream; restarting it")
     job = harness.Proc(cmd, tmp, "job2")
+    harness.wait_until(lambda: "assigned" in job.log(), 60, 0.2, "the job to join its group")
 
     highs = {}
     c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "eddy-like-counter"})

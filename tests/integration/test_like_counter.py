@@ -176,6 +176,8 @@ def run_to_end(eddy, job, broker, tmp, tag):
     """Runs the job until its committed group offsets reach the high watermarks; SIGTERM."""
     highs = high_watermarks(broker.bootstrap)
     proc = harness.Proc([eddy, "run", "like-counter", "-c", job], tmp, tag)
+    # the group offsets may be at the end already (a killed run got there): wait for this one
+    harness.wait_until(lambda: "assigned" in proc.log(), 60, 0.2, "the job to be assigned")
     harness.wait_until(lambda: committed_all(broker.bootstrap, highs), 180, 1.0,
                        "like-counter to catch up (%s)" % tag)
     rc = proc.term()
