@@ -1391,7 +1391,6 @@ static int recon_partitions(eddy_ctx_t *ctx, int32_t **out)
 /* Recomputes every aggregate, fixes state and Redis, reports. @returns 0 or -1. */
 static int reconcile_all(eddy_ctx_t *ctx, FILE *report)
 {
-        char err[512];
         if (!ctx->proc->reconcile) {
                 eddy__log(&ctx->lg, LOG_ERR, "RECONCILE", "%s has no reconciliation",
                           ctx->proc->name);
@@ -1436,35 +1435,13 @@ static int reconcile_all(eddy_ctx_t *ctx, FILE *report)
                 }
                 redis_fixed += rc.redis_fixed;
                 redis_drift += rc.redis_drift;
-                ctx->nexpects = 0;
-                if (ctx->nrops || eddy_state_pending(ctx->st)) {
-                        buf_t entry = {0};
-                        uint64_t seq = 0;
-                        if (ctx->nrops) {
-                                encode_entry(ctx, ctx->rops, ctx->nrops, &entry);
-                                seq = eddy_state_outbox_add(ctx->st, entry.p, entry.len);
-                        }
-                        if (eddy_state_commit(ctx->st, err, sizeof(err))) {
-                                eddy__log(&ctx->lg, LOG_ERR, "STATE", "%s", err);
-                                free(entry.p);
-                                free(parts);
-                                return -1;
-                        }
-                        if (ctx->nrops) {
-                                entry_view_t v = {NULL, 0};
-                                int dr = deliver(ctx, entry.p, entry.len, &v);
-                                free(v.ops);
-                                if (dr == 0)
-                                        eddy_state_outbox_done(ctx->st, seq);
-                        }
-                        free(entry.p);
+                /* the fixes go out like any batch: one commit, then fenced delivery */
+                if (commit_batch(ctx) != 0 || drain(ctx) != 0) {
+                        free(parts);
+                        return -1;
                 }
-                ctx->arena.len = 0;
-                ctx->nrops = 0;
         }
         free(parts);
-        if (eddy_state_pending(ctx->st) && eddy_state_commit(ctx->st, err, sizeof(err)))
-                return -1;
         fprintf(report,
                 "reconcile %s: partitions=%d checked=%" PRId64 " state_corrected=%" PRId64
                 " state_drift=%" PRId64 " redis_corrected=%" PRId64 " redis_drift=%" PRId64
@@ -1610,14 +1587,17 @@ int eddy_runtime_run(const eddy_job_args_t *a)
         eddy_redis_stats_t rs = {0};
         if (ctx.redis)
                 eddy_redis_stats(ctx.redis, &rs);
+        eddy_state_stats_t ss;
+        eddy_state_stats(ctx.st, &ss);
         eddy__log(&ctx.lg, LOG_NOTICE, "RUN",
                   "stopped: events=%" PRId64 " dead_lettered=%" PRId64 " batches=%" PRId64
                   " state_write_ms=%" PRId64 " deliver_ms=%" PRId64 " backpressure_ms=%" PRId64
                   " poll_ms=%" PRId64 " redis_chunks_applied=%" PRId64
-                  " redis_chunks_fenced=%" PRId64 " redis_retries=%" PRId64 "%s",
+                  " redis_chunks_fenced=%" PRId64 " redis_retries=%" PRId64 " cache_hits=%" PRId64
+                  " cache_misses=%" PRId64 " cache_evictions=%" PRId64 "%s",
                   ctx.events_in, ctx.events_dlq, ctx.batches, ctx.write_ms, ctx.deliver_ms,
                   ctx.wait_ms, ctx.poll_ms, rs.chunks_applied, rs.chunks_fenced, rs.retries,
-                  failed ? " (on an error)" : "");
+                  ss.cache_hits, ss.cache_misses, ss.evictions, failed ? " (on an error)" : "");
         rc = failed || ctx.fatal ? 1 : 0;
 out:
         ctx_free(&ctx);
