@@ -36,7 +36,7 @@ DEB_PKGS = build-essential pkg-config librdkafka-dev librocksdb-dev libjansson-d
            libcurl4-openssl-dev libcmocka-dev redis-server kcat python3 python3-confluent-kafka \
            python3-redis
 
-.PHONY: all deps test unit-bins demo bench docs clean fmt fmt-check
+.PHONY: all deps test unit-bins demo bench bench-wf docs clean fmt fmt-check
 all: $(BUILD)/eddy
 
 deps:
@@ -75,8 +75,12 @@ demo: deps all
 bench: deps all
 	/usr/bin/python3 bench/run.py
 
+bench-wf: deps all
+	/usr/bin/python3 bench/window_features.py
+
 docs: all
 	$(BUILD)/eddy like-counter --list-config --markdown > docs/config.md
+	$(BUILD)/eddy window-features --list-config --markdown > docs/config-window-features.md
 
 FMT_FILES = $(SRC) $(UNIT_SRC) $(wildcard runtime/*.h state/*.h connectors/*.h processors/*.h \
             schemas/*.h tests/unit/*.h tests/fuzz/*.c bench/*.c)

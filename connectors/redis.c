@@ -17,6 +17,95 @@
 #include <string.h>
 #include <time.h>
 
+/* ---------------------------------------------------------------- packed hash values */
+
+static void put_be(unsigned char *p, uint64_t v, int n)
+{
+        for (int i = n - 1; i >= 0; i--, v >>= 8)
+                p[i] = (unsigned char)v;
+}
+
+static uint64_t get_be(const unsigned char *p, int n)
+{
+        uint64_t v = 0;
+        for (int i = 0; i < n; i++)
+                v = (v << 8) | p[i];
+        return v;
+}
+
+size_t eddy_redis_hash_size(const eddy_hfield_t *fields, size_t nfields)
+{
+        size_t n = 8 + 4;
+        for (size_t i = 0; i < nfields; i++)
+                n += 4 + fields[i].nlen + 4 + fields[i].vlen;
+        return n;
+}
+
+size_t eddy_redis_hash_pack(void *buf, int64_t ttl_ms, const eddy_hfield_t *fields, size_t nfields)
+{
+        unsigned char *p = buf;
+        put_be(p, (uint64_t)ttl_ms, 8);
+        put_be(p + 8, (uint64_t)nfields, 4);
+        p += 12;
+        for (size_t i = 0; i < nfields; i++) {
+                put_be(p, (uint64_t)fields[i].nlen, 4);
+                if (fields[i].nlen)
+                        memcpy(p + 4, fields[i].name, fields[i].nlen);
+                p += 4 + fields[i].nlen;
+                put_be(p, (uint64_t)fields[i].vlen, 4);
+                if (fields[i].vlen)
+                        memcpy(p + 4, fields[i].val, fields[i].vlen);
+                p += 4 + fields[i].vlen;
+        }
+        return (size_t)(p - (unsigned char *)buf);
+}
+
+/* One length-prefixed string at it->p; @returns 0, or -1 if it overruns the value. */
+static int hash_str(eddy_redis_hash_iter_t *it, const char **s, size_t *len)
+{
+        if (it->end - it->p < 4)
+                return -1;
+        *len = (size_t)get_be(it->p, 4);
+        if ((size_t)(it->end - it->p - 4) < *len)
+                return -1;
+        *s = (const char *)it->p + 4;
+        it->p += 4 + *len;
+        return 0;
+}
+
+int eddy_redis_hash_open(eddy_redis_hash_iter_t *it, const void *val, size_t vlen)
+{
+        if (!val || vlen < 12)
+                return -1;
+        it->p = (const unsigned char *)val + 12;
+        it->end = (const unsigned char *)val + vlen;
+        it->ttl_ms = (int64_t)get_be(val, 8);
+        it->nfields = (uint32_t)get_be((const unsigned char *)val + 8, 4);
+        it->i = 0;
+        /* walk it once now, so that every later eddy_redis_hash_next() succeeds */
+        for (uint32_t i = 0; i < it->nfields; i++) {
+                const char *s;
+                size_t len;
+                if (hash_str(it, &s, &len) || hash_str(it, &s, &len))
+                        return -1;
+        }
+        if (it->p != it->end)
+                return -1;
+        it->p = (const unsigned char *)val + 12;
+        return 0;
+}
+
+int eddy_redis_hash_next(eddy_redis_hash_iter_t *it, eddy_hfield_t *f)
+{
+        if (it->i >= it->nfields || hash_str(it, &f->name, &f->nlen) ||
+            hash_str(it, &f->val, &f->vlen))
+                return 0;
+        it->i++;
+        return 1;
+}
+
+/* ---------------------------------------------------------------- the sink */
+
 static const char FENCE_LUA[] =
     "local f = redis.call('HMGET', KEYS[1], 'pos', 'seq')\n"
     "local pos, seq = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
@@ -29,6 +118,17 @@ static const char FENCE_LUA[] =
     "  local op = ARGV[a]\n"
     "  if op == 'S' then redis.call('SET', KEYS[i], ARGV[a + 1]); a = a + 2\n"
     "  elseif op == 'D' then redis.call('DEL', KEYS[i]); a = a + 1\n"
+    "  elseif op == 'H' then\n"
+    "    local n = tonumber(ARGV[a + 2])\n"
+    "    redis.call('DEL', KEYS[i])\n"
+    /* at most 100 pairs per HSET: unpack() of a large hash fails (too many results) */
+    "    for s = 0, n - 1, 100 do\n"
+    "      local e = math.min(s + 100, n)\n"
+    "      redis.call('HSET', KEYS[i], unpack(ARGV, a + 3 + 2 * s, a + 2 + 2 * e))\n"
+    "    end\n"
+    /* the text, not a Lua number: a large ttl would be sent as 1e+20 */
+    "    if tonumber(ARGV[a + 1]) > 0 then redis.call('PEXPIRE', KEYS[i], ARGV[a + 1]) end\n"
+    "    a = a + 3 + 2 * n\n"
     "  else return redis.error_reply('eddy: unknown op ' .. tostring(op)) end\n"
     "end\n"
     "redis.call('HSET', KEYS[1], 'pos', ARGV[1], 'seq', ARGV[2])\n"
@@ -43,10 +143,12 @@ struct eddy_redis_s {
         const eddy_logger_t *lg;
         redisContext *c;
         char sha[48];
-        /* argv scratch */
+        /* argv scratch; nums holds the ttl and field count text of a chunk's hashes */
         const char **argv;
         size_t *argvlen;
         size_t argv_cap;
+        char (*nums)[24];
+        size_t nums_cap;
         eddy_redis_stats_t stats;
 };
 
@@ -129,6 +231,7 @@ void eddy_redis_destroy(eddy_redis_t *r)
                 redisFree(r->c);
         free(r->argv);
         free(r->argvlen);
+        free(r->nums);
         free(r);
 }
 
@@ -218,6 +321,39 @@ static void argv_reserve(eddy_redis_t *r, size_t n)
         }
 }
 
+static void nums_reserve(eddy_redis_t *r, size_t n)
+{
+        if (n <= r->nums_cap)
+                return;
+        r->nums_cap = n * 2;
+        r->nums = realloc(r->nums, r->nums_cap * sizeof(*r->nums));
+        if (!r->nums) {
+                fputs("eddy: out of memory\n", stderr);
+                abort();
+        }
+}
+
+/* Appends the ARGV of a hash op after its 'H' at r->argv[a]: ttl, nfields, then the field
+ * and value pairs (pointing into the op's value). @returns the next argv index. */
+static size_t hash_args(eddy_redis_t *r, size_t a, size_t *nn, const eddy_redis_op_t *op)
+{
+        eddy_redis_hash_iter_t it;
+        eddy_hfield_t f;
+        eddy_redis_hash_open(&it, op->val, op->vlen); /* checked by eddy_redis_apply() */
+        char *ttl = r->nums[(*nn)++], *nf = r->nums[(*nn)++];
+        r->argv[a] = ttl;
+        r->argvlen[a++] = (size_t)snprintf(ttl, sizeof(r->nums[0]), "%" PRId64, it.ttl_ms);
+        r->argv[a] = nf;
+        r->argvlen[a++] = (size_t)snprintf(nf, sizeof(r->nums[0]), "%" PRIu32, it.nfields);
+        while (eddy_redis_hash_next(&it, &f)) {
+                r->argv[a] = f.name;
+                r->argvlen[a++] = f.nlen;
+                r->argv[a] = f.val;
+                r->argvlen[a++] = f.vlen;
+        }
+        return a;
+}
+
 /* Sleep with backoff; @returns non-zero if asked to stop. */
 static int backoff(eddy_redis_t *r, int *attempt, const char *why, volatile sig_atomic_t *stop)
 {
@@ -252,8 +388,18 @@ static int apply_once(eddy_redis_t *r, int32_t partition, int64_t pos, int64_t s
         size_t i = 0;
         for (int64_t ch = 0; ch < nchunks; ch++) {
                 size_t n = nops - i < chunk_keys ? nops - i : chunk_keys;
-                argv_reserve(r, 6 + 3 * n);
-                size_t a = 0;
+                size_t argc = 6 + 3 * n, nhash = 0;
+                for (size_t j = 0; j < n; j++) {
+                        eddy_redis_hash_iter_t it;
+                        if (ops[i + j].op == EDDY_ROP_HASH &&
+                            eddy_redis_hash_open(&it, ops[i + j].val, ops[i + j].vlen) == 0) {
+                                argc += 2 + 2 * (size_t)it.nfields;
+                                nhash++;
+                        }
+                }
+                argv_reserve(r, argc);
+                nums_reserve(r, 2 * nhash);
+                size_t a = 0, nn = 0;
                 r->argv[a] = "EVALSHA";
                 r->argvlen[a++] = 7;
                 r->argv[a] = r->sha;
@@ -280,6 +426,8 @@ static int apply_once(eddy_redis_t *r, int32_t partition, int64_t pos, int64_t s
                         if (op->op == EDDY_ROP_SET) {
                                 r->argv[a] = op->val;
                                 r->argvlen[a++] = op->vlen;
+                        } else if (op->op == EDDY_ROP_HASH) {
+                                a = hash_args(r, a, &nn, op);
                         }
                 }
                 if (redisAppendCommandArgv(r->c, (int)a, r->argv, r->argvlen) != REDIS_OK) {
@@ -319,6 +467,21 @@ int eddy_redis_apply(eddy_redis_t *r, int32_t partition, int64_t pos, int64_t se
 {
         char why[512];
         int attempt = 0;
+        /* what the script would refuse, refused before anything is sent: retrying can not
+         * fix it */
+        for (size_t i = 0; i < nops; i++) {
+                eddy_redis_hash_iter_t it;
+                char op = ops[i].op;
+                if (op == EDDY_ROP_SET || op == EDDY_ROP_DEL ||
+                    (op == EDDY_ROP_HASH &&
+                     eddy_redis_hash_open(&it, ops[i].val, ops[i].vlen) == 0))
+                        continue;
+                eddy__log(r->lg, LOG_ERR, "REDIS",
+                          "partition %" PRId32 " at %" PRId64 ": %s op for key \"%.*s\"", partition,
+                          pos, op == EDDY_ROP_HASH ? "malformed hash" : "unknown",
+                          (int)(ops[i].klen < 200 ? ops[i].klen : 200), ops[i].key);
+                return EDDY_ERR_REDIS;
+        }
         for (;;) {
                 if (connect_once(r, why, sizeof(why)) == 0 &&
                     apply_once(r, partition, pos, seq_base, chunk_keys ? chunk_keys : 1, ops, nops,

@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-const eddy_processor_t *const eddy_processors[] = {&eddy_like_counter, NULL};
+const eddy_processor_t *const eddy_processors[] = {&eddy_like_counter, &eddy_window_features, NULL};
 
 const eddy_processor_t *eddy_processor_find(const char *name)
 {

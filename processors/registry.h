@@ -5,6 +5,7 @@
 #include "eddy.h"
 
 extern const eddy_processor_t eddy_like_counter;
+extern const eddy_processor_t eddy_window_features;
 
 /** NULL-terminated list of every built-in processor. */
 extern const eddy_processor_t *const eddy_processors[];

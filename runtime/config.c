@@ -3,7 +3,8 @@
  * The file is one JSON object. Nested objects are flattened into dotted keys, so
  * {"redis": {"url": ...}} and {"redis.url": ...} mean the same. Keys under "kafka." go to
  * librdkafka unchanged. Every other key must be a row of the runtime's table or of the
- * processor's; anything else is an error, never a silent default. */
+ * processor's; anything else is an error, never a silent default. A processor's JSON key
+ * takes its value whole, object or not. */
 #include "config.h"
 
 #include <errno.h>
@@ -74,6 +75,8 @@ static const char *type_name(eddy_prop_type_t t)
                 return "boolean";
         case EDDY_PROP_LIST:
                 return "list of strings";
+        case EDDY_PROP_JSON:
+                return "JSON";
         }
         return "?";
 }
@@ -105,6 +108,9 @@ static void list_split(eddy_strlist_t *l, const char *s)
                         s++;
         }
 }
+
+static int set_json(const eddy_prop_t *p, void *conf, json_t *v, const char *src, char *errstr,
+                    size_t errstr_size);
 
 /* Sets one property from text (-X and defaults). */
 static int set_text(const eddy_prop_t *p, void *conf, const char *v, const char *src, char *errstr,
@@ -151,6 +157,18 @@ static int set_text(const eddy_prop_t *p, void *conf, const char *v, const char 
                 list_free(l);
                 list_split(l, v);
                 return 0;
+        }
+        case EDDY_PROP_JSON: {
+                json_error_t jerr;
+                json_t *j = json_loads(v, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+                if (!j) {
+                        snprintf(errstr, errstr_size, "%s: %s: expected JSON: %s", src, p->name,
+                                 jerr.text);
+                        return -1;
+                }
+                int r = set_json(p, conf, j, src, errstr, errstr_size);
+                json_decref(j);
+                return r;
         }
         }
         return -1;
@@ -202,6 +220,17 @@ static int set_json(const eddy_prop_t *p, void *conf, json_t *v, const char *src
                 }
                 return 0;
         }
+        case EDDY_PROP_JSON: {
+                char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+                if (!text) {
+                        snprintf(errstr, errstr_size, "%s: %s: out of memory", src, p->name);
+                        return -1;
+                }
+                char **f = (char **)(base + p->offset);
+                free(*f);
+                *f = text;
+                return 0;
+        }
         }
 bad:
         snprintf(errstr, errstr_size, "%s: %s: expected a %s", src, p->name, type_name(p->type));
@@ -216,12 +245,13 @@ static const eddy_prop_t *find(const eddy_prop_t *props, const char *name)
         return NULL;
 }
 
-static void defaults(const eddy_prop_t *props, void *conf)
+/* @returns 0, or -1 if a table's default does not parse (a bug of the table). */
+static int defaults(const eddy_prop_t *props, void *conf, char *errstr, size_t errstr_size)
 {
-        char err[16];
         for (const eddy_prop_t *p = props; p && p->name; p++)
-                if (p->defval)
-                        set_text(p, conf, p->defval, "default", err, sizeof(err));
+                if (p->defval && set_text(p, conf, p->defval, "default", errstr, errstr_size))
+                        return -1;
+        return 0;
 }
 
 /* Routes one flattened key to kafka, the runtime table or the processor table. */
@@ -309,8 +339,9 @@ int eddy_conf_load(const char *path, char **overrides, int noverrides, const cha
                    const char *default_input, eddy_rtconf_t *rt, const eddy_prop_t *pprops,
                    void *pconf, char *errstr, size_t errstr_size)
 {
-        defaults(eddy_rt_props, rt);
-        defaults(pprops, pconf);
+        if (defaults(eddy_rt_props, rt, errstr, errstr_size) ||
+            defaults(pprops, pconf, errstr, errstr_size))
+                return -1;
         if (path) {
                 json_error_t jerr;
                 json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
@@ -392,7 +423,7 @@ void eddy_conf_free(const eddy_prop_t *props, void *conf)
 {
         char *base = conf;
         for (const eddy_prop_t *p = props; p && p->name; p++) {
-                if (p->type == EDDY_PROP_STR) {
+                if (p->type == EDDY_PROP_STR || p->type == EDDY_PROP_JSON) {
                         free(*(char **)(base + p->offset));
                         *(char **)(base + p->offset) = NULL;
                 } else if (p->type == EDDY_PROP_LIST) {

@@ -36,6 +36,7 @@ typedef enum {
         EDDY_PROP_INT,  /* int64_t */
         EDDY_PROP_BOOL, /* int */
         EDDY_PROP_LIST, /* eddy_strlist_t: a JSON array of strings, or "a,b,c" from -X */
+        EDDY_PROP_JSON, /* char *, heap: any JSON value as compact text (from -X: JSON text) */
 } eddy_prop_type_t;
 
 #define EDDY_PROP_SECRET 0x1 /* never printed: not in logs, metrics or --list-config values */
@@ -114,6 +115,30 @@ void eddy_out_redis_set(eddy_ctx_t *ctx, int32_t partition, const void *key, siz
                         const void *val, size_t vlen);
 /** Redis: DEL of @p key, fenced by @p partition's input position. */
 void eddy_out_redis_del(eddy_ctx_t *ctx, int32_t partition, const void *key, size_t klen);
+
+/** A field of a Redis hash. */
+typedef struct eddy_hfield_s {
+        const char *name;
+        size_t nlen;
+        const char *val;
+        size_t vlen;
+} eddy_hfield_t;
+
+/** Redis: replace hash @p key by exactly @p fields (in this order), then PEXPIRE it by
+ *  @p ttl_ms when > 0; fenced like eddy_out_redis_set(). nfields must be > 0 (use
+ *  eddy_out_redis_del() for an empty hash). */
+void eddy_out_redis_hash(eddy_ctx_t *ctx, int32_t partition, const void *key, size_t klen,
+                         const eddy_hfield_t *fields, size_t nfields, int64_t ttl_ms);
+
+/** Kafka: a record for @p topic, partitioned by the producer's partitioner (murmur2 of the
+ *  key), value NULL for a tombstone. Delivered after the commit with the idempotent producer;
+ *  a crash between commit and delivery re-delivers it, so it carries an eddy.src header
+ *  (<input topic>/<partition>/<position>/<seq>) by which consumers drop duplicates. */
+void eddy_out_kafka(eddy_ctx_t *ctx, int32_t partition, const char *topic, const void *key,
+                    size_t klen, const void *val, size_t vlen);
+
+/** Whether input partition number @p partition is assigned to this instance (any topic). */
+int eddy_partition_assigned(eddy_ctx_t *ctx, int32_t partition);
 
 /** Reconcile only: the value @p key should have in Redis; the runtime compares and fixes. */
 void eddy_out_redis_expect(eddy_ctx_t *ctx, int32_t partition, const void *key, size_t klen,

@@ -9,9 +9,9 @@
  *     out, and the batch's outbox entry (the outputs, encoded). Nothing has left the
  *     process before this write.
  *  3. Then the outbox entry is delivered: Redis writes through the fenced Lua script
- *     (absolute values; a (position, seq) at or below the fence is skipped), dead-letter
- *     records through the idempotent producer, waited for. The entry is deleted in the
- *     next commit.
+ *     (absolute values; a (position, seq) at or below the fence is skipped), Kafka records
+ *     (dead letters and outputs) through the idempotent producer, waited for. The entry is
+ *     deleted in the next commit.
  *  4. On start, and before reading anything, every committed outbox entry is delivered
  *     again, in order; on every assignment each partition is sought to the offset stored
  *     in RocksDB. Consumer-group offsets are committed for lag monitoring only.
@@ -19,7 +19,9 @@
  * A crash before (2) loses only uncommitted work, which is re-read from the stored
  * offsets and recomputed into the same state (processing is deterministic). A crash
  * between (2) and the end of (3) re-delivers the entry: the fences make Redis skip what
- * was applied, the DLQ records carry an eddy.src header for de-duplication. */
+ * was applied, the Kafka records carry an eddy.src header for de-duplication (an output's
+ * is a (position, seq) of the same fence sequence as the Redis chunks, so it is unique and
+ * grows with every output of its partition number). */
 #include "runtime.h"
 #include "testing.h"
 
@@ -42,6 +44,13 @@
 
 volatile sig_atomic_t eddy_stop;
 
+#define EDDY__MAX_PARTITION (1 << 20) /* partition numbers are 0 .. this */
+
+/* Flags of a Kafka record in an outbox entry (format 3). */
+#define KREC_KEY   0x1 /* has a key */
+#define KREC_VALUE 0x2 /* has a value; without it, a tombstone */
+#define KREC_DLQ   0x4 /* a dead letter (else an output of the processor) */
+
 /* An input topic-partition. */
 typedef struct part_s {
         int assigned;
@@ -58,9 +67,10 @@ typedef struct topic_s {
         int nparts;
 } topic_t;
 
-/* Per partition number: the Redis fence last handed out, and a scratch list of ops. */
+/* Per partition number: the fence (pos, seq) last handed out, to Redis chunks and to Kafka
+ * outputs' eddy.src; dirty until it is put in the batch's commit. */
 typedef struct pscope_s {
-        int loaded;
+        int loaded, dirty;
         int64_t fpos, fseq;
 } pscope_t;
 
@@ -77,6 +87,13 @@ typedef struct rop_s {
         size_t koff, klen, voff, vlen;
 } rop_t;
 
+/* Failed deliveries of one kind of Kafka record (outputs, dead letters) of an entry. */
+typedef struct kfail_s {
+        int n;
+        rd_kafka_resp_err_t err; /* of the first */
+        char topic[512];         /* of the first */
+} kfail_t;
+
 struct eddy_ctx_s {
         const eddy_job_args_t *args;
         const eddy_processor_t *proc;
@@ -88,6 +105,8 @@ struct eddy_ctx_s {
         eddy_redis_t *redis;
         rd_kafka_t *rk;   /* consumer */
         rd_kafka_t *prod; /* dead-letter and output producer */
+        char *src_topics; /* the input topics joined by ',', as in eddy.src */
+        kfail_t kfail[2]; /* the delivery in progress: [0] outputs, [1] dead letters */
         int replay;
         int cooperative;
 
@@ -102,8 +121,8 @@ struct eddy_ctx_s {
         size_t nrops, rops_cap;
         rop_t *expects; /* reconcile: expected Redis values */
         size_t nexpects, expects_cap;
-        buf_t dlq; /* encoded dead-letter records of the batch */
-        uint32_t ndlq;
+        buf_t krecs; /* encoded Kafka records of the batch: dead letters and outputs */
+        uint32_t nkrecs;
         int64_t batch_events;
         uint64_t *done_seqs; /* delivered outbox entries to delete at the next commit */
         size_t ndone, done_cap;
@@ -111,6 +130,9 @@ struct eddy_ctx_s {
         /* Redis delivery: eddy_redis_apply(), or a test's fake sink */
         eddy_test_apply_fn *apply;
         void *apply_opaque;
+        /* the unit-test seam's Kafka sink (it has no producer) */
+        eddy_test_kafka_fn *test_kafka;
+        void *test_kafka_opaque;
 
         const eddy_msg_t *cur;
         char reason[64];
@@ -127,7 +149,8 @@ struct eddy_ctx_s {
             poll_ms; /* time in RocksDB writes, delivery, back-pressure */
 
         /* counters */
-        int64_t events_in, events_dlq, batches, replay_total, replay_done, test_dlq;
+        int64_t events_in, events_dlq, events_out, batches, replay_total, replay_done;
+        int64_t test_dlq, test_out;
         int fatal;
 };
 
@@ -140,13 +163,14 @@ static int64_t now_ms(void)
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Appends @p n bytes of @p p; with p NULL, n bytes the caller fills. */
 static void buf_put(buf_t *b, const void *p, size_t n)
 {
         if (b->len + n > b->cap) {
                 b->cap = (b->len + n) * 2 + 256;
                 b->p = eddy__xrealloc(b->p, b->cap);
         }
-        if (n)
+        if (n && p)
                 memcpy(b->p + b->len, p, n);
         b->len += n;
 }
@@ -252,9 +276,16 @@ int eddy_state_scan(eddy_ctx_t *ctx, int32_t partition, const void *prefix, size
         return eddy__state_scan(ctx->st, partition, prefix, plen, cb, opaque);
 }
 
-static void add_rop(eddy_ctx_t *ctx, rop_t **arr, size_t *n, size_t *cap, int32_t partition,
-                    char op, const void *key, size_t klen, const void *val, size_t vlen)
+/* Adds an op; val NULL with vlen > 0 leaves vlen bytes at ctx->arena.p + voff to fill. */
+static rop_t *add_rop(eddy_ctx_t *ctx, rop_t **arr, size_t *n, size_t *cap, int32_t partition,
+                      char op, const void *key, size_t klen, const void *val, size_t vlen)
 {
+        if (partition < 0 || partition > EDDY__MAX_PARTITION) {
+                eddy__log(&ctx->lg, LOG_ERR, "PROC", "%s: a Redis output for partition %" PRId32,
+                          ctx->proc->name, partition);
+                ctx->fatal = 1;
+                return NULL;
+        }
         if (*n == *cap) {
                 *cap = *cap ? *cap * 2 : 1024;
                 *arr = eddy__xrealloc(*arr, *cap * sizeof(**arr));
@@ -269,6 +300,7 @@ static void add_rop(eddy_ctx_t *ctx, rop_t **arr, size_t *n, size_t *cap, int32_
         o->voff = ctx->arena.len;
         o->vlen = vlen;
         buf_put(&ctx->arena, val, vlen);
+        return o;
 }
 
 void eddy_out_redis_set(eddy_ctx_t *ctx, int32_t partition, const void *key, size_t klen,
@@ -282,6 +314,21 @@ void eddy_out_redis_del(eddy_ctx_t *ctx, int32_t partition, const void *key, siz
 {
         add_rop(ctx, &ctx->rops, &ctx->nrops, &ctx->rops_cap, partition, EDDY_ROP_DEL, key, klen,
                 NULL, 0);
+}
+
+void eddy_out_redis_hash(eddy_ctx_t *ctx, int32_t partition, const void *key, size_t klen,
+                         const eddy_hfield_t *fields, size_t nfields, int64_t ttl_ms)
+{
+        if (nfields == 0) {
+                /* Redis has no empty hash: replacing a hash by none is deleting it */
+                eddy_out_redis_del(ctx, partition, key, klen);
+                return;
+        }
+        size_t n = eddy_redis_hash_size(fields, nfields);
+        rop_t *o = add_rop(ctx, &ctx->rops, &ctx->nrops, &ctx->rops_cap, partition, EDDY_ROP_HASH,
+                           key, klen, NULL, n);
+        if (o)
+                eddy_redis_hash_pack(ctx->arena.p + o->voff, ttl_ms, fields, nfields);
 }
 
 void eddy_out_redis_expect(eddy_ctx_t *ctx, int32_t partition, const void *key, size_t klen,
@@ -304,9 +351,19 @@ static topic_t *topic_find(eddy_ctx_t *ctx, const char *name, int *idx)
         return NULL;
 }
 
+static void scopes_grow(eddy_ctx_t *ctx, int32_t p)
+{
+        if (p >= ctx->nscopes) {
+                ctx->scopes = eddy__xrealloc(ctx->scopes, (size_t)(p + 1) * sizeof(*ctx->scopes));
+                memset(ctx->scopes + ctx->nscopes, 0,
+                       (size_t)(p + 1 - ctx->nscopes) * sizeof(*ctx->scopes));
+                ctx->nscopes = p + 1;
+        }
+}
+
 static part_t *part_get(eddy_ctx_t *ctx, topic_t *t, int32_t p)
 {
-        if (p < 0 || p > 1 << 20)
+        if (p < 0 || p > EDDY__MAX_PARTITION)
                 return NULL;
         if (p >= t->nparts) {
                 t->parts = eddy__xrealloc(t->parts, (size_t)(p + 1) * sizeof(*t->parts));
@@ -315,12 +372,7 @@ static part_t *part_get(eddy_ctx_t *ctx, topic_t *t, int32_t p)
                         t->parts[i].bound = -1;
                 t->nparts = p + 1;
         }
-        if (p >= ctx->nscopes) {
-                ctx->scopes = eddy__xrealloc(ctx->scopes, (size_t)(p + 1) * sizeof(*ctx->scopes));
-                memset(ctx->scopes + ctx->nscopes, 0,
-                       (size_t)(p + 1 - ctx->nscopes) * sizeof(*ctx->scopes));
-                ctx->nscopes = p + 1;
-        }
+        scopes_grow(ctx, p);
         return &t->parts[p];
 }
 
@@ -335,6 +387,122 @@ static int64_t scope_pos(eddy_ctx_t *ctx, int32_t p)
         return s - 1;
 }
 
+/* The fence of partition number @p p (0 .. EDDY__MAX_PARTITION), loaded on first use. */
+static pscope_t *scope_get(eddy_ctx_t *ctx, int32_t p)
+{
+        scopes_grow(ctx, p);
+        pscope_t *sc = &ctx->scopes[p];
+        if (!sc->loaded) {
+                if (eddy_state_fence_get(ctx->st, p, &sc->fpos, &sc->fseq) != 1) {
+                        sc->fpos = -1;
+                        sc->fseq = -1;
+                }
+                sc->loaded = 1;
+        }
+        return sc;
+}
+
+int eddy_partition_assigned(eddy_ctx_t *ctx, int32_t partition)
+{
+        for (int i = 0; i < ctx->ntopics; i++)
+                if (partition >= 0 && partition < ctx->topics[i].nparts &&
+                    ctx->topics[i].parts[partition].assigned)
+                        return 1;
+        return 0;
+}
+
+/* ---------------------------------------------------------------- Kafka records */
+
+/* Appends one Kafka record to the batch's list, in outbox entry format 3:
+ *
+ *   topic (4-byte length, bytes), partition (4 bytes), flags (1 byte, KREC_*),
+ *   key (4-byte length, bytes), value (4-byte length, bytes; empty without KREC_VALUE),
+ *   header count (4 bytes), then each header's name and value (4-byte length, bytes).
+ *
+ * Format 2 had, for flags, a has-key byte; its records were all dead letters with values. */
+static void krec_add(eddy_ctx_t *ctx, const char *topic, int flags, const void *key, size_t klen,
+                     const void *val, size_t vlen, const char *const (*h)[2], size_t nh)
+{
+        buf_t *b = &ctx->krecs;
+        buf_bytes(b, topic, strlen(topic));
+        buf_u32(b, (uint32_t)RD_KAFKA_PARTITION_UA);
+        buf_u8(b, (uint8_t)flags);
+        buf_bytes(b, key, flags & KREC_KEY ? klen : 0);
+        buf_bytes(b, val, flags & KREC_VALUE ? vlen : 0);
+        buf_u32(b, (uint32_t)nh);
+        for (size_t i = 0; i < nh; i++) {
+                buf_bytes(b, h[i][0], strlen(h[i][0]));
+                buf_bytes(b, h[i][1], strlen(h[i][1]));
+        }
+        ctx->nkrecs++;
+}
+
+/* A Kafka record read back from an outbox entry; the headers stay encoded. */
+typedef struct krec_s {
+        const char *topic, *key, *val;
+        size_t tlen, klen, vlen;
+        int32_t partition;
+        int flags;
+        uint32_t nh;
+        rd_t hdrs;
+} krec_t;
+
+/* Reads one record of an entry of format @p version; sets r->bad if it is not one. */
+static void krec_read(rd_t *r, int version, krec_t *k)
+{
+        k->topic = rd_bytes(r, &k->tlen);
+        k->partition = (int32_t)rd_n(r, 4);
+        k->flags = (int)rd_n(r, 1);
+        if (version == 2)
+                k->flags = (k->flags ? KREC_KEY : 0) | KREC_VALUE | KREC_DLQ;
+        else if (k->flags & ~(KREC_KEY | KREC_VALUE | KREC_DLQ))
+                r->bad = 1;
+        k->key = rd_bytes(r, &k->klen);
+        k->val = rd_bytes(r, &k->vlen);
+        k->nh = (uint32_t)rd_n(r, 4);
+        k->hdrs.p = r->p;
+        for (uint32_t h = 0; h < k->nh && !r->bad; h++) {
+                size_t l;
+                rd_bytes(r, &l);
+                rd_bytes(r, &l);
+        }
+        k->hdrs.end = r->p;
+        k->hdrs.bad = r->bad;
+}
+
+void eddy_out_kafka(eddy_ctx_t *ctx, int32_t partition, const char *topic, const void *key,
+                    size_t klen, const void *val, size_t vlen)
+{
+        if (partition < 0 || partition > EDDY__MAX_PARTITION || !topic || !*topic) {
+                eddy__log(&ctx->lg, LOG_ERR, "OUTPUT",
+                          "%s: a Kafka output for partition %" PRId32 " to topic \"%s\"",
+                          ctx->proc->name, partition, topic ? topic : "(null)");
+                ctx->fatal = 1;
+                return;
+        }
+        /* eddy.src continues the partition number's fence sequence: its (pos, seq) is above
+         * every one handed out before, to a Redis chunk or a Kafka output, in this batch or
+         * a committed one. So it is unique even where the position has not moved since the
+         * last batch, and a re-delivery of the entry repeats it. */
+        pscope_t *sc = scope_get(ctx, partition);
+        int64_t pos = scope_pos(ctx, partition);
+        if (pos > sc->fpos) {
+                sc->fpos = pos;
+                sc->fseq = 0;
+        } else {
+                sc->fseq++;
+        }
+        sc->dirty = 1;
+        char src[1024];
+        snprintf(src, sizeof(src), "%s/%" PRId32 "/%" PRId64 "/%" PRId64, ctx->src_topics,
+                 partition, sc->fpos, sc->fseq);
+        const char *h[][2] = {
+            {"eddy.src", src}, {"eddy.job", ctx->rt.job_name}, {"eddy.processor", ctx->proc->name}};
+        krec_add(ctx, topic, (key ? KREC_KEY : 0) | (val ? KREC_VALUE : 0), key, klen, val, vlen, h,
+                 sizeof(h) / sizeof(h[0]));
+        ctx->events_out++;
+}
+
 /* ---------------------------------------------------------------- delivery */
 
 typedef struct entry_view_s {
@@ -344,46 +512,52 @@ typedef struct entry_view_s {
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
-        int *failed = m->_private;
-        if (m->err && failed)
-                *failed = 1;
+        kfail_t *f = m->_private;
+        if (m->err && f && f->n++ == 0) {
+                f->err = m->err;
+                snprintf(f->topic, sizeof(f->topic), "%s", rd_kafka_topic_name(m->rkt));
+        }
 }
 
-/* Produces the dead-letter records of an entry and waits for every delivery. */
-static int deliver_kafka(eddy_ctx_t *ctx, rd_t *r, uint32_t nrec)
+/* Produces the Kafka records of an entry (format @p version) and waits for every delivery;
+ * retries the whole list until it is delivered or the job stops. */
+static int deliver_kafka(eddy_ctx_t *ctx, rd_t *r, int version, uint32_t nrec)
 {
+        static const char *const fac[2] = {"OUTPUT", "DLQ"};
+        static const char *const what[2] = {"output records", "dead letters"};
         int attempt = 0;
         const unsigned char *start = r->p;
         for (;;) {
-                int failed = 0;
+                /* in ctx, not on the stack: a report may come after a stop, in ctx_free() */
+                kfail_t *fail = ctx->kfail;
+                memset(fail, 0, sizeof(ctx->kfail));
                 r->p = start;
                 for (uint32_t i = 0; i < nrec && !r->bad; i++) {
-                        size_t tl, kl, vl, nl, hl;
-                        const char *topic = rd_bytes(r, &tl);
-                        int32_t part = (int32_t)rd_n(r, 4);
-                        int haskey = (int)rd_n(r, 1);
-                        const char *key = rd_bytes(r, &kl);
-                        const char *val = rd_bytes(r, &vl);
-                        uint32_t nh = (uint32_t)rd_n(r, 4);
+                        krec_t k;
+                        krec_read(r, version, &k);
                         if (r->bad)
                                 break;
-                        rd_kafka_headers_t *hdrs = rd_kafka_headers_new(nh);
-                        for (uint32_t h = 0; h < nh && !r->bad; h++) {
-                                const char *n = rd_bytes(r, &nl);
-                                const char *v = rd_bytes(r, &hl);
-                                if (!r->bad)
-                                        rd_kafka_header_add(hdrs, n, (ssize_t)nl, v, (ssize_t)hl);
+                        int dlq = !!(k.flags & KREC_DLQ);
+                        rd_kafka_headers_t *hdrs = rd_kafka_headers_new(k.nh);
+                        for (uint32_t h = 0; h < k.nh; h++) {
+                                size_t nl, hl;
+                                const char *n = rd_bytes(&k.hdrs, &nl);
+                                const char *v = rd_bytes(&k.hdrs, &hl);
+                                rd_kafka_header_add(hdrs, n, (ssize_t)nl, v, (ssize_t)hl);
                         }
                         char tname[512];
-                        snprintf(tname, sizeof(tname), "%.*s", (int)tl, topic);
+                        snprintf(tname, sizeof(tname), "%.*s", (int)k.tlen, k.topic);
+                        int haskey = k.flags & KREC_KEY, hasval = k.flags & KREC_VALUE;
                         rd_kafka_resp_err_t err;
                         for (;;) {
                                 err = rd_kafka_producev(
-                                    ctx->prod, RD_KAFKA_V_TOPIC(tname), RD_KAFKA_V_PARTITION(part),
-                                    RD_KAFKA_V_KEY(haskey ? key : NULL, haskey ? kl : 0),
-                                    RD_KAFKA_V_VALUE((void *)val, vl),
+                                    ctx->prod, RD_KAFKA_V_TOPIC(tname),
+                                    RD_KAFKA_V_PARTITION(k.partition),
+                                    RD_KAFKA_V_KEY(haskey ? k.key : NULL, haskey ? k.klen : 0),
+                                    RD_KAFKA_V_VALUE(hasval ? (void *)k.val : NULL,
+                                                     hasval ? k.vlen : 0),
                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(&failed),
+                                    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(&fail[dlq]),
                                     RD_KAFKA_V_END);
                                 if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                                         break;
@@ -391,15 +565,19 @@ static int deliver_kafka(eddy_ctx_t *ctx, rd_t *r, uint32_t nrec)
                         }
                         if (err) {
                                 rd_kafka_headers_destroy(hdrs);
-                                eddy__log(&ctx->lg, LOG_ERR, "DLQ", "produce to %s failed: %s",
+                                eddy__log(&ctx->lg, LOG_ERR, fac[dlq], "produce to %s failed: %s",
                                           tname, rd_kafka_err2str(err));
-                                failed = 1;
+                                if (fail[dlq].n++ == 0) {
+                                        fail[dlq].err = err;
+                                        snprintf(fail[dlq].topic, sizeof(fail[dlq].topic), "%s",
+                                                 tname);
+                                }
                         }
                 }
                 if (r->bad)
                         return -1;
                 rd_kafka_resp_err_t ferr = rd_kafka_flush(ctx->prod, (int)ctx->rt.kafka_timeout_ms);
-                if (ferr == RD_KAFKA_RESP_ERR_NO_ERROR && !failed)
+                if (ferr == RD_KAFKA_RESP_ERR_NO_ERROR && !fail[0].n && !fail[1].n)
                         return 0;
                 /* Retry the whole entry: consumers de-duplicate by the eddy.src header. */
                 while (rd_kafka_outq_len(ctx->prod) > 0 && !eddy_stop)
@@ -407,12 +585,57 @@ static int deliver_kafka(eddy_ctx_t *ctx, rd_t *r, uint32_t nrec)
                 if (eddy_stop)
                         return EDDY_ERR_STOPPED;
                 int ms = 200 << (attempt < 5 ? attempt : 5);
-                eddy__log(&ctx->lg, LOG_WARNING, "DLQ",
-                          "dead-letter delivery failed (%s); retrying in %d ms",
-                          ferr ? rd_kafka_err2str(ferr) : "a record failed", ms);
+                for (int d = 0; d < 2; d++)
+                        if (fail[d].n)
+                                eddy__log(&ctx->lg, LOG_WARNING, fac[d],
+                                          "%d %s not delivered, the first to %s (%s); retrying "
+                                          "in %d ms",
+                                          fail[d].n, what[d], fail[d].topic,
+                                          rd_kafka_err2str(fail[d].err), ms);
+                if (ferr)
+                        eddy__log(&ctx->lg, LOG_WARNING, "OUTBOX",
+                                  "Kafka records not delivered within kafka.timeout.ms=%" PRId64
+                                  " (%s); retrying in %d ms",
+                                  ctx->rt.kafka_timeout_ms, rd_kafka_err2str(ferr), ms);
                 attempt++;
                 usleep((useconds_t)ms * 1000);
         }
+}
+
+/* The unit-test seam has no producer: counts the records, hands them to its sink. */
+static int deliver_test(eddy_ctx_t *ctx, rd_t *r, int version, uint32_t nrec)
+{
+        for (uint32_t i = 0; i < nrec; i++) {
+                krec_t k;
+                krec_read(r, version, &k);
+                if (r->bad)
+                        return -1;
+                if (k.flags & KREC_DLQ)
+                        ctx->test_dlq++;
+                else
+                        ctx->test_out++;
+                if (!ctx->test_kafka)
+                        continue;
+                eddy_hfield_t *h = eddy__xrealloc(NULL, (k.nh ? k.nh : 1) * sizeof(*h));
+                for (uint32_t j = 0; j < k.nh; j++) {
+                        h[j].name = rd_bytes(&k.hdrs, &h[j].nlen);
+                        h[j].val = rd_bytes(&k.hdrs, &h[j].vlen);
+                }
+                eddy_test_krec_t tr = {
+                    .topic = k.topic,
+                    .tlen = k.tlen,
+                    .dead_letter = !!(k.flags & KREC_DLQ),
+                    .key = k.flags & KREC_KEY ? k.key : NULL,
+                    .klen = k.klen,
+                    .val = k.flags & KREC_VALUE ? k.val : NULL,
+                    .vlen = k.vlen,
+                    .headers = h,
+                    .nheaders = k.nh,
+                };
+                ctx->test_kafka(ctx->test_kafka_opaque, &tr);
+                free(h);
+        }
+        return 0;
 }
 
 static int apply_redis(void *opaque, int32_t partition, int64_t pos, int64_t seq, uint32_t chunk,
@@ -428,7 +651,10 @@ static int apply_redis(void *opaque, int32_t partition, int64_t pos, int64_t seq
 static int deliver(eddy_ctx_t *ctx, const void *e, size_t len, entry_view_t *v)
 {
         rd_t r = {e, (const unsigned char *)e + len, 0};
-        if (rd_n(&r, 1) != 'E' || rd_n(&r, 1) != 2)
+        if (rd_n(&r, 1) != 'E')
+                return -1;
+        int version = (int)rd_n(&r, 1); /* 2 (older binaries) or 3 */
+        if (version != 2 && version != 3)
                 return -1;
         uint32_t ngroups = (uint32_t)rd_n(&r, 4);
         for (uint32_t g = 0; g < ngroups && !r.bad; g++) {
@@ -449,8 +675,15 @@ static int deliver(eddy_ctx_t *ctx, const void *e, size_t len, entry_view_t *v)
                         o->key = rd_bytes(&r, &o->klen);
                         o->val = NULL;
                         o->vlen = 0;
+                        eddy_redis_hash_iter_t it;
                         if (o->op == EDDY_ROP_SET)
                                 o->val = rd_bytes(&r, &o->vlen);
+                        else if (o->op == EDDY_ROP_HASH && version >= 3) {
+                                o->val = rd_bytes(&r, &o->vlen);
+                                if (!r.bad && eddy_redis_hash_open(&it, o->val, o->vlen))
+                                        return -1;
+                        } else if (o->op != EDDY_ROP_DEL)
+                                return -1;
                 }
                 if (r.bad)
                         break;
@@ -463,12 +696,10 @@ static int deliver(eddy_ctx_t *ctx, const void *e, size_t len, entry_view_t *v)
         uint32_t nrec = (uint32_t)rd_n(&r, 4);
         if (r.bad)
                 return -1;
-        if (nrec && !ctx->prod) {
-                ctx->test_dlq += nrec; /* the unit-test seam has no producer */
-                return 0;
-        }
+        if (nrec && !ctx->prod)
+                return deliver_test(ctx, &r, version, nrec);
         if (nrec)
-                return deliver_kafka(ctx, &r, nrec);
+                return deliver_kafka(ctx, &r, version, nrec);
         return 0;
 }
 
@@ -533,7 +764,7 @@ static void encode_entry(eddy_ctx_t *ctx, rop_t *ops, size_t nops, buf_t *out)
         if (nops > 1)
                 qsort(ops, nops, sizeof(*ops), rop_cmp);
         buf_u8(out, 'E');
-        buf_u8(out, 2); /* entry format version */
+        buf_u8(out, 3); /* entry format version */
         uint32_t ngroups = 0;
         for (size_t i = 0; i < nops; i++)
                 if (i == 0 || ops[i].partition != ops[i - 1].partition)
@@ -544,14 +775,7 @@ static void encode_entry(eddy_ctx_t *ctx, rop_t *ops, size_t nops, buf_t *out)
                 size_t j = i;
                 while (j < nops && ops[j].partition == p)
                         j++;
-                pscope_t *sc = &ctx->scopes[p];
-                if (!sc->loaded) {
-                        if (eddy_state_fence_get(ctx->st, p, &sc->fpos, &sc->fseq) != 1) {
-                                sc->fpos = -1;
-                                sc->fseq = -1;
-                        }
-                        sc->loaded = 1;
-                }
+                pscope_t *sc = scope_get(ctx, p);
                 int64_t pos = scope_pos(ctx, p);
                 int64_t seq = pos > sc->fpos ? 0 : sc->fseq + 1;
                 if (pos < sc->fpos)
@@ -560,7 +784,7 @@ static void encode_entry(eddy_ctx_t *ctx, rop_t *ops, size_t nops, buf_t *out)
                 int64_t nchunks = j - i == 0 ? 1 : ((int64_t)(j - i) + chunk - 1) / chunk;
                 sc->fpos = pos;
                 sc->fseq = seq + nchunks - 1;
-                eddy_state_fence_set(ctx->st, p, sc->fpos, sc->fseq);
+                sc->dirty = 1;
                 buf_u32(out, (uint32_t)p);
                 buf_u64(out, (uint64_t)pos);
                 buf_u64(out, (uint64_t)seq);
@@ -569,13 +793,19 @@ static void encode_entry(eddy_ctx_t *ctx, rop_t *ops, size_t nops, buf_t *out)
                 for (size_t k = i; k < j; k++) {
                         buf_u8(out, (uint8_t)ops[k].op);
                         buf_bytes(out, ctx->arena.p + ops[k].koff, ops[k].klen);
-                        if (ops[k].op == EDDY_ROP_SET)
+                        if (ops[k].op == EDDY_ROP_SET || ops[k].op == EDDY_ROP_HASH)
                                 buf_bytes(out, ctx->arena.p + ops[k].voff, ops[k].vlen);
                 }
                 i = j;
         }
-        buf_u32(out, ctx->ndlq);
-        buf_put(out, ctx->dlq.p, ctx->dlq.len);
+        /* the fences handed out, to Redis chunks here and to Kafka outputs' eddy.src */
+        for (int32_t p = 0; p < ctx->nscopes; p++)
+                if (ctx->scopes[p].dirty) {
+                        eddy_state_fence_set(ctx->st, p, ctx->scopes[p].fpos, ctx->scopes[p].fseq);
+                        ctx->scopes[p].dirty = 0;
+                }
+        buf_u32(out, ctx->nkrecs);
+        buf_put(out, ctx->krecs.p, ctx->krecs.len);
 }
 
 static void batch_reset(eddy_ctx_t *ctx)
@@ -583,8 +813,8 @@ static void batch_reset(eddy_ctx_t *ctx)
         ctx->arena.len = 0;
         ctx->nrops = 0;
         ctx->nexpects = 0;
-        ctx->dlq.len = 0;
-        ctx->ndlq = 0;
+        ctx->krecs.len = 0;
+        ctx->nkrecs = 0;
         ctx->batch_events = 0;
         for (int t = 0; t < ctx->ntopics; t++)
                 for (int p = 0; p < ctx->topics[t].nparts; p++)
@@ -722,7 +952,7 @@ static int commit_batch(eddy_ctx_t *ctx)
         ctx->ndone = 0;
         pthread_mutex_unlock(&ctx->mu);
         job_t *j = calloc(1, sizeof(*j));
-        if (ctx->nrops > 0 || ctx->ndlq > 0) {
+        if (ctx->nrops > 0 || ctx->nkrecs > 0) {
                 encode_entry(ctx, ctx->rops, ctx->nrops, &j->entry);
                 j->seq = eddy_state_outbox_add(ctx->st, j->entry.p, j->entry.len);
         }
@@ -794,29 +1024,20 @@ static void dlq_add(eddy_ctx_t *ctx, const eddy_msg_t *m, const char *reason, co
         snprintf(off, sizeof(off), "%" PRId64, m->offset);
         snprintf(part, sizeof(part), "%" PRId32, m->partition);
         snprintf(src, sizeof(src), "%s/%s/%s/0", topic, part, off);
-        buf_t *b = &ctx->dlq;
-        buf_bytes(b, ctx->rt.dlq_topic, strlen(ctx->rt.dlq_topic));
-        buf_u32(b, (uint32_t)RD_KAFKA_PARTITION_UA);
-        buf_u8(b, m->key != NULL);
-        buf_bytes(b, m->key, m->key ? m->key_len : 0);
         /* A value too large for the dead-letter topic is left out (it stays in the source
-         * topic at eddy.src); its size goes in a header. */
+         * topic at eddy.src); its size goes in a header. A dead letter always has a value
+         * (empty for a tombstone), as in entry format 2. */
         int omit = m->value && (int64_t)m->value_len > ctx->rt.dlq_max_value_bytes;
         char omitted[24];
         snprintf(omitted, sizeof(omitted), "%zu", m->value_len);
-        buf_bytes(b, m->value, m->value && !omit ? m->value_len : 0);
         const char *h[][2] = {{"eddy.reason", reason},        {"eddy.detail", detail},
                               {"eddy.src.topic", topic},      {"eddy.src.partition", part},
                               {"eddy.src.offset", off},       {"eddy.processor", ctx->proc->name},
                               {"eddy.job", ctx->rt.job_name}, {"eddy.src", src},
                               {"eddy.value.omitted", omitted}};
         size_t nh = sizeof(h) / sizeof(h[0]) - !omit;
-        buf_u32(b, (uint32_t)nh);
-        for (size_t i = 0; i < nh; i++) {
-                buf_bytes(b, h[i][0], strlen(h[i][0]));
-                buf_bytes(b, h[i][1], strlen(h[i][1]));
-        }
-        ctx->ndlq++;
+        krec_add(ctx, ctx->rt.dlq_topic, KREC_DLQ | KREC_VALUE | (m->key ? KREC_KEY : 0), m->key,
+                 m->key_len, m->value, m->value && !omit ? m->value_len : 0, h, nh);
         ctx->events_dlq++;
         eddy__log(&ctx->lg, LOG_INFO, "DLQ", "%s/%" PRId32 "@%" PRId64 " -> %s: %s: %s", topic,
                   m->partition, m->offset, ctx->rt.dlq_topic, reason, detail);
@@ -1253,7 +1474,8 @@ static void ctx_free(eddy_ctx_t *ctx)
         free(ctx->arena.p);
         free(ctx->rops);
         free(ctx->expects);
-        free(ctx->dlq.p);
+        free(ctx->krecs.p);
+        free(ctx->src_topics);
         free(ctx->done_seqs);
         eddy_conf_free(eddy_rt_props, &ctx->rt);
         if (ctx->pconf) {
@@ -1291,6 +1513,14 @@ static int ctx_init(eddy_ctx_t *ctx, const eddy_job_args_t *a, int want_kafka, i
         }
         ctx->lg.level = lvl;
         snprintf(ctx->lg.job, sizeof(ctx->lg.job), "%s", ctx->rt.job_name);
+        buf_t src = {NULL, 0, 0};
+        for (size_t i = 0; i < ctx->rt.input_topics.n; i++) {
+                if (i)
+                        buf_put(&src, ",", 1);
+                buf_put(&src, ctx->rt.input_topics.v[i], strlen(ctx->rt.input_topics.v[i]));
+        }
+        buf_put(&src, "", 1);
+        ctx->src_topics = (char *)src.p;
         ctx->replay = a->from || a->until;
 
         eddy_state_opts_t so = {ctx->rt.state_cache_mb, ctx->rt.state_block_cache_mb,
@@ -1589,15 +1819,16 @@ int eddy_runtime_run(const eddy_job_args_t *a)
                 eddy_redis_stats(ctx.redis, &rs);
         eddy_state_stats_t ss;
         eddy_state_stats(ctx.st, &ss);
-        eddy__log(&ctx.lg, LOG_NOTICE, "RUN",
-                  "stopped: events=%" PRId64 " dead_lettered=%" PRId64 " batches=%" PRId64
-                  " state_write_ms=%" PRId64 " deliver_ms=%" PRId64 " backpressure_ms=%" PRId64
-                  " poll_ms=%" PRId64 " redis_chunks_applied=%" PRId64
-                  " redis_chunks_fenced=%" PRId64 " redis_retries=%" PRId64 " cache_hits=%" PRId64
-                  " cache_misses=%" PRId64 " cache_evictions=%" PRId64 "%s",
-                  ctx.events_in, ctx.events_dlq, ctx.batches, ctx.write_ms, ctx.deliver_ms,
-                  ctx.wait_ms, ctx.poll_ms, rs.chunks_applied, rs.chunks_fenced, rs.retries,
-                  ss.cache_hits, ss.cache_misses, ss.evictions, failed ? " (on an error)" : "");
+        eddy__log(
+            &ctx.lg, LOG_NOTICE, "RUN",
+            "stopped: events=%" PRId64 " dead_lettered=%" PRId64 " batches=%" PRId64
+            " state_write_ms=%" PRId64 " deliver_ms=%" PRId64 " backpressure_ms=%" PRId64
+            " poll_ms=%" PRId64 " redis_chunks_applied=%" PRId64 " redis_chunks_fenced=%" PRId64
+            " redis_retries=%" PRId64 " cache_hits=%" PRId64 " cache_misses=%" PRId64
+            " cache_evictions=%" PRId64 " kafka_outputs=%" PRId64 "%s",
+            ctx.events_in, ctx.events_dlq, ctx.batches, ctx.write_ms, ctx.deliver_ms, ctx.wait_ms,
+            ctx.poll_ms, rs.chunks_applied, rs.chunks_fenced, rs.retries, ss.cache_hits,
+            ss.cache_misses, ss.evictions, ctx.events_out, failed ? " (on an error)" : "");
         rc = failed || ctx.fatal ? 1 : 0;
 out:
         ctx_free(&ctx);
@@ -1766,6 +1997,17 @@ int eddy__test_reconcile(eddy_ctx_t *ctx, FILE *report)
 int64_t eddy__test_dlq_count(eddy_ctx_t *ctx)
 {
         return ctx->test_dlq;
+}
+
+int64_t eddy__test_out_count(eddy_ctx_t *ctx)
+{
+        return ctx->test_out;
+}
+
+void eddy__test_kafka_sink(eddy_ctx_t *ctx, eddy_test_kafka_fn *fn, void *opaque)
+{
+        ctx->test_kafka = fn;
+        ctx->test_kafka_opaque = opaque;
 }
 
 void eddy__test_close(eddy_ctx_t *ctx)

@@ -287,9 +287,11 @@ def test_bad_config_and_usage(eddy, tmp):
     assert p.returncode == 2 and "like-counter" in p.stderr, p.stderr
     p = run("like-counter", "--list-config")
     assert p.returncode == 0 and "batch.max.events" in p.stdout and "redis.key.prefix" in p.stdout
-    with open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "config.md")) as fp:
-        assert fp.read() == run("like-counter", "--list-config", "--markdown").stdout, \
-            "docs/config.md is stale: make docs"
+    for proc, doc in (("like-counter", "config.md"),
+                      ("window-features", "config-window-features.md")):
+        with open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", doc)) as fp:
+            assert fp.read() == run(proc, "--list-config", "--markdown").stdout, \
+                "docs/%s is stale: make docs" % doc
     p = run("--help")
     assert p.returncode == 0 and "devbroker" in p.stdout
     # An unreachable broker: a runtime error after kafka.timeout.ms, naming the topic.

@@ -252,6 +252,7 @@ typedef struct pconf_s {
         int64_t max_ids;
         int flag;
         eddy_strlist_t names;
+        char *json;
 } pconf_t;
 
 static const eddy_prop_t pprops[] = {
@@ -259,6 +260,7 @@ static const eddy_prop_t pprops[] = {
     {"max.ids", EDDY_PROP_INT, "256", 1, 4096, offsetof(pconf_t, max_ids), "an int"},
     {"feature.flag", EDDY_PROP_BOOL, "false", 0, 1, offsetof(pconf_t, flag), "a bool"},
     {"feature.names", EDDY_PROP_LIST, "a,b", 0, 0, offsetof(pconf_t, names), "a list"},
+    {"feature.json", EDDY_PROP_JSON, "{\"w\": [1, 2]}", 0, 0, offsetof(pconf_t, json), "JSON"},
     {NULL},
 };
 
@@ -634,6 +636,95 @@ static void test_conf_derived_defaults(void **state)
         conf_free(&c);
 }
 
+/* A JSON key holds any JSON value, as compact text; an object is not flattened. */
+static void test_conf_json(void **state)
+{
+        conf_t c;
+        load(&c, NULL, NULL, 0, "like-counter", "likes");
+        assert_int_equal(c.rc, 0);
+        assert_string_equal(c.pc.json, "{\"w\":[1,2]}"); /* the default, compacted */
+        conf_free(&c);
+        assert_null(c.pc.json);
+
+        load(&c, write_conf("{\"feature.json\": [1, \"a\", null, {\"b\": true}]}"), NULL, 0,
+             "like-counter", "likes");
+        assert_int_equal(c.rc, 0);
+        assert_string_equal(c.pc.json, "[1,\"a\",null,{\"b\":true}]");
+        conf_free(&c);
+
+        /* an object, nested or dotted, in file order; keys beside it are still flattened */
+        const char *files[] = {
+            "{\"feature\": {\"json\": {\"z\": {\"y\": 1}, \"a\": [2]}, \"flag\": true}}",
+            "{\"feature.json\": {\"z\": {\"y\": 1}, \"a\": [2]}, \"feature\": {\"flag\": true}}",
+        };
+        for (int i = 0; i < 2; i++) {
+                load(&c, write_conf(files[i]), NULL, 0, "like-counter", "likes");
+                assert_int_equal(c.rc, 0);
+                assert_string_equal(c.pc.json, "{\"z\":{\"y\":1},\"a\":[2]}");
+                assert_int_equal(c.pc.flag, 1);
+                conf_free(&c);
+        }
+        load(&c, write_conf("{\"feature.json\": \"text\"}"), NULL, 0, "like-counter", "likes");
+        assert_int_equal(c.rc, 0);
+        assert_string_equal(c.pc.json, "\"text\"");
+        conf_free(&c);
+
+        /* -X takes JSON text, over the file */
+        char o1[] = "feature.json={ \"k\" : [ 1 , 2.5 ] }", o2[] = "feature.json=42",
+             o3[] = "feature.json=\"s\"";
+        char *ov[] = {o1}, *ov2[] = {o2}, *ov3[] = {o3};
+        load(&c, write_conf("{\"feature.json\": [1]}"), ov, 1, "like-counter", "likes");
+        assert_int_equal(c.rc, 0);
+        assert_string_equal(c.pc.json, "{\"k\":[1,2.5]}");
+        conf_free(&c);
+        load(&c, NULL, ov2, 1, "like-counter", "likes");
+        assert_int_equal(c.rc, 0);
+        assert_string_equal(c.pc.json, "42");
+        conf_free(&c);
+        load(&c, NULL, ov3, 1, "like-counter", "likes");
+        assert_int_equal(c.rc, 0);
+        assert_string_equal(c.pc.json, "\"s\"");
+        conf_free(&c);
+
+        /* -X text that is not JSON: the source, the key, what was expected, jansson's why */
+        char b1[] = "feature.json={bad", b2[] = "feature.json=", b3[] = "feature.json=word",
+             b4[] = "feature.json={\"a\": 1, \"a\": 2}";
+        char *bv1[] = {b1}, *bv2[] = {b2}, *bv3[] = {b3}, *bv4[] = {b4};
+        expect_error(NULL, bv1, 1, "-X: feature.json: expected JSON: ", "expected", NULL);
+        expect_error(NULL, bv2, 1, "-X: feature.json: expected JSON: ", NULL);
+        expect_error(NULL, bv3, 1, "-X: feature.json: expected JSON: ", "invalid token", NULL);
+        expect_error(NULL, bv4, 1, "-X: feature.json: expected JSON: ", "duplicate", NULL);
+
+        /* a table whose default is not JSON fails every load, naming it */
+        pconf_t pc;
+        eddy_rtconf_t rt;
+        char err[256];
+        static const eddy_prop_t bad[] = {
+            {"bad.json", EDDY_PROP_JSON, "[1,", 0, 0, offsetof(pconf_t, json), "broken"},
+            {NULL},
+        };
+        memset(&pc, 0, sizeof(pc));
+        memset(&rt, 0, sizeof(rt));
+        assert_int_equal(eddy_conf_load(NULL, NULL, 0, "p", "t", &rt, bad, &pc, err, sizeof(err)),
+                         -1);
+        assert_non_null(strstr(err, "default: bad.json: expected JSON: "));
+        eddy_conf_free(eddy_rt_props, &rt);
+        eddy_conf_free(bad, &pc);
+
+        /* --list-config shows the type and the default */
+        char *text = NULL;
+        size_t len = 0;
+        FILE *fp = open_memstream(&text, &len);
+        assert_non_null(fp);
+        eddy_conf_print(fp, "keys", pprops, 0);
+        eddy_conf_print(fp, "keys", pprops, 1);
+        assert_int_equal(fclose(fp), 0);
+        assert_non_null(
+            strstr(text, "  feature.json             JSON     default={\"w\": [1, 2]}"));
+        assert_non_null(strstr(text, "| `feature.json` | JSON | `{\"w\": [1, 2]}` |"));
+        free(text);
+}
+
 int main(void)
 {
         const struct CMUnitTest keyset[] = {
@@ -653,6 +744,7 @@ int main(void)
             cmocka_unit_test(test_conf_duplicate_after_flattening),
             cmocka_unit_test(test_conf_processor_name),
             cmocka_unit_test(test_conf_derived_defaults),
+            cmocka_unit_test(test_conf_json),
         };
         int failed = cmocka_run_group_tests_name("keyset", keyset, NULL, NULL);
         failed += cmocka_run_group_tests_name("config", config, conf_setup, conf_teardown);
