@@ -18,6 +18,7 @@
  * depends only on the events and the clock, never on batch boundaries. */
 #include "eddy.h"
 #include "json.h"
+#include "mem.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -192,19 +193,9 @@ enum { FLD_ENTITY, FLD_TS, FLD_TYPE, FLD_FIRST };
 
 /* ---------------------------------------------------------------- small helpers */
 
-static void *xrealloc(void *p, size_t n)
-{
-        void *q = realloc(p, n ? n : 1);
-        if (!q) {
-                fputs("eddy: out of memory\n", stderr);
-                abort();
-        }
-        return q;
-}
-
 static char *xstrndup(const char *s, size_t n)
 {
-        char *d = xrealloc(NULL, n + 1);
+        char *d = eddy__xrealloc(NULL, n + 1);
         memcpy(d, s, n);
         d[n] = '\0';
         return d;
@@ -248,7 +239,7 @@ static void buf_put(char **b, size_t *len, size_t *cap, const void *p, size_t n)
 {
         if (*len + n > *cap) {
                 *cap = (*len + n) * 2 + 64;
-                *b = xrealloc(*b, *cap);
+                *b = eddy__xrealloc(*b, *cap);
         }
         memcpy(*b + *len, p, n);
         *len += n;
@@ -325,7 +316,7 @@ static int field_index(wf_t *wf, const char *name)
         for (size_t i = 0; i < wf->nfields; i++)
                 if (!strcmp(wf->fields[i], name))
                         return (int)i;
-        wf->fields = xrealloc(wf->fields, (wf->nfields + 1) * sizeof(*wf->fields));
+        wf->fields = eddy__xrealloc(wf->fields, (wf->nfields + 1) * sizeof(*wf->fields));
         wf->fields[wf->nfields] = strdup(name);
         return (int)wf->nfields++;
 }
@@ -335,7 +326,7 @@ static int res_index(wf_t *wf, int64_t slide)
         for (size_t i = 0; i < wf->nres; i++)
                 if (wf->res[i].slide == slide)
                         return (int)i;
-        wf->res = xrealloc(wf->res, (wf->nres + 1) * sizeof(*wf->res));
+        wf->res = eddy__xrealloc(wf->res, (wf->nres + 1) * sizeof(*wf->res));
         wf->res[wf->nres] = (res_t){.slide = slide};
         return (int)wf->nres++;
 }
@@ -434,13 +425,13 @@ static int parse_feature(wf_t *wf, size_t fi, json_t *jf, char *errstr, size_t e
 
         json_t *jt = json_object_get(jf, "types");
         if (json_is_string(jt)) {
-                f->types = xrealloc(NULL, sizeof(char *));
+                f->types = eddy__xrealloc(NULL, sizeof(char *));
                 f->types[0] = strdup(json_string_value(jt));
                 f->ntypes = 1;
         } else if (json_is_array(jt) && json_array_size(jt) > 0) {
                 size_t i;
                 json_t *e;
-                f->types = xrealloc(NULL, json_array_size(jt) * sizeof(char *));
+                f->types = eddy__xrealloc(NULL, json_array_size(jt) * sizeof(char *));
                 json_array_foreach(jt, i, e)
                 {
                         if (!json_is_string(e))
@@ -501,7 +492,7 @@ static int parse_feature(wf_t *wf, size_t fi, json_t *jf, char *errstr, size_t e
                 CFG_ERR("features[%zu] (%s).windows: expected at least one window, such as "
                         "[\"5m\", \"1h\"]",
                         fi, name);
-        f->wins = xrealloc(NULL, (f->nwins ? f->nwins : 1) * sizeof(*f->wins));
+        f->wins = eddy__xrealloc(NULL, (f->nwins ? f->nwins : 1) * sizeof(*f->wins));
         memset(f->wins, 0, (f->nwins ? f->nwins : 1) * sizeof(*f->wins));
         for (size_t i = 0; i < f->nwins; i++)
                 if (parse_window(wf, f, fi, i, json_array_get(jw, i), errstr, errstr_size))
@@ -555,7 +546,7 @@ static int layout(wf_t *wf, char *errstr, size_t errstr_size)
                 CFG_ERR("entity.field: \"%s\" can not be ts or type", c->entity_field);
         }
         wf->nfeats = json_array_size(root);
-        wf->feats = xrealloc(NULL, wf->nfeats * sizeof(*wf->feats));
+        wf->feats = eddy__xrealloc(NULL, wf->nfeats * sizeof(*wf->feats));
         memset(wf->feats, 0, wf->nfeats * sizeof(*wf->feats));
         for (size_t i = 0; i < wf->nfeats; i++)
                 if (parse_feature(wf, i, json_array_get(root, i), errstr, errstr_size)) {
@@ -586,7 +577,7 @@ static int layout(wf_t *wf, char *errstr, size_t errstr_size)
         /* which features each slide's tiles carry; the longest window per slide */
         for (size_t i = 0; i < wf->nfeats; i++) {
                 feat_t *f = &wf->feats[i];
-                f->slot = xrealloc(NULL, (wf->nres ? wf->nres : 1) * sizeof(int));
+                f->slot = eddy__xrealloc(NULL, (wf->nres ? wf->nres : 1) * sizeof(int));
                 for (size_t r = 0; r < wf->nres; r++)
                         f->slot[r] = -1;
                 for (size_t w = 0; w < f->nwins; w++) {
@@ -596,7 +587,7 @@ static int layout(wf_t *wf, char *errstr, size_t errstr_size)
                         if (f->agg == AGG_LAST_N || f->slot[f->wins[w].res] >= 0)
                                 continue;
                         f->slot[f->wins[w].res] = (int)r->nfeats;
-                        r->feats = xrealloc(r->feats, (r->nfeats + 1) * sizeof(int));
+                        r->feats = eddy__xrealloc(r->feats, (r->nfeats + 1) * sizeof(int));
                         r->feats[r->nfeats++] = (int)i;
                 }
         }
@@ -658,7 +649,7 @@ static void distinct_add(cell_t *c, uint64_t h, int64_t exact_max)
         if (lo < c->dn && c->dh[lo] == h)
                 return;
         if ((int64_t)c->dn + 1 > exact_max) {
-                c->hll = xrealloc(NULL, HLL_M);
+                c->hll = eddy__xrealloc(NULL, HLL_M);
                 memset(c->hll, 0, HLL_M);
                 for (uint32_t i = 0; i < c->dn; i++)
                         hll_add(c->hll, c->dh[i]);
@@ -670,7 +661,7 @@ static void distinct_add(cell_t *c, uint64_t h, int64_t exact_max)
         }
         if (c->dn == c->dcap) {
                 c->dcap = c->dcap ? c->dcap * 2 : 4;
-                c->dh = xrealloc(c->dh, c->dcap * sizeof(*c->dh));
+                c->dh = eddy__xrealloc(c->dh, c->dcap * sizeof(*c->dh));
         }
         memmove(c->dh + lo + 1, c->dh + lo, (c->dn - lo) * sizeof(*c->dh));
         c->dh[lo] = h;
@@ -829,16 +820,16 @@ static void ent_free(wf_t *wf, went_t *e)
 
 static went_t *ent_new(wf_t *wf, int32_t p, const char *id, size_t len, uint64_t h)
 {
-        went_t *e = xrealloc(NULL, sizeof(*e));
+        went_t *e = eddy__xrealloc(NULL, sizeof(*e));
         memset(e, 0, sizeof(*e));
         e->partition = p;
         e->id = xstrndup(id, len);
         e->idlen = (uint32_t)len;
         e->hash = h;
         e->due = e->loaded_due = -1;
-        e->tiles = xrealloc(NULL, (wf->nres ? wf->nres : 1) * sizeof(*e->tiles));
+        e->tiles = eddy__xrealloc(NULL, (wf->nres ? wf->nres : 1) * sizeof(*e->tiles));
         memset(e->tiles, 0, (wf->nres ? wf->nres : 1) * sizeof(*e->tiles));
-        e->lists = xrealloc(NULL, (wf->nlists ? wf->nlists : 1) * sizeof(*e->lists));
+        e->lists = eddy__xrealloc(NULL, (wf->nlists ? wf->nlists : 1) * sizeof(*e->lists));
         memset(e->lists, 0, (wf->nlists ? wf->nlists : 1) * sizeof(*e->lists));
         return e;
 }
@@ -850,8 +841,8 @@ static void tiles_reserve(tiles_t *ts, size_t nf, size_t n)
         size_t cap = ts->cap ? ts->cap * 2 : 4;
         while (cap < n)
                 cap *= 2;
-        ts->t = xrealloc(ts->t, cap * sizeof(*ts->t));
-        ts->c = xrealloc(ts->c, cap * (nf ? nf : 1) * sizeof(*ts->c));
+        ts->t = eddy__xrealloc(ts->t, cap * sizeof(*ts->t));
+        ts->c = eddy__xrealloc(ts->c, cap * (nf ? nf : 1) * sizeof(*ts->c));
         ts->cap = cap;
 }
 
@@ -890,13 +881,13 @@ static int decode(wf_t *wf, went_t *e, const void *v, size_t vl)
                                                 const unsigned char *reg = dec_bytes(&d, HLL_M);
                                                 if (!reg)
                                                         return -1;
-                                                c->hll = xrealloc(NULL, HLL_M);
+                                                c->hll = eddy__xrealloc(NULL, HLL_M);
                                                 memcpy(c->hll, reg, HLL_M);
                                         } else {
                                                 dn--;
                                                 if (dn > (uint64_t)(d.end - d.p))
                                                         return -1;
-                                                c->dh = xrealloc(NULL, (dn ? dn : 1) * 8);
+                                                c->dh = eddy__xrealloc(NULL, (dn ? dn : 1) * 8);
                                                 c->dcap = (uint32_t)(dn ? dn : 1);
                                                 for (uint64_t k = 0; k < dn; k++)
                                                         c->dh[k] = dec_varint(&d);
@@ -915,7 +906,7 @@ static int decode(wf_t *wf, went_t *e, const void *v, size_t vl)
                 uint64_t n = dec_varint(&d);
                 if (n > 1000)
                         return -1;
-                ls->it = xrealloc(NULL, (n ? n : 1) * sizeof(item_t));
+                ls->it = eddy__xrealloc(NULL, (n ? n : 1) * sizeof(item_t));
                 for (size_t i = 0; i < n && !d.bad; i++) {
                         item_t *it = &ls->it[i];
                         it->ts = (int64_t)dec_varint(&d);
@@ -938,7 +929,7 @@ static wpart_t *part_of(wf_t *wf, int32_t p)
 {
         if ((size_t)p >= wf->nparts) {
                 size_t n = (size_t)p + 1 > wf->nparts * 2 ? (size_t)p + 1 : wf->nparts * 2;
-                wf->parts = xrealloc(wf->parts, n * sizeof(*wf->parts));
+                wf->parts = eddy__xrealloc(wf->parts, n * sizeof(*wf->parts));
                 memset(wf->parts + wf->nparts, 0, (n - wf->nparts) * sizeof(*wf->parts));
                 wf->nparts = n;
         }
@@ -949,7 +940,7 @@ static void heap_push(wpart_t *wp, int64_t due, const char *id, size_t len)
 {
         if (wp->hn == wp->hcap) {
                 wp->hcap = wp->hcap ? wp->hcap * 2 : 64;
-                wp->heap = xrealloc(wp->heap, wp->hcap * sizeof(*wp->heap));
+                wp->heap = eddy__xrealloc(wp->heap, wp->hcap * sizeof(*wp->heap));
         }
         size_t i = wp->hn++;
         wtimer_t t = {due, xstrndup(id, len), (uint32_t)len};
@@ -1068,7 +1059,7 @@ static int part_load(wf_t *wf, eddy_ctx_t *ctx, int32_t p, wpart_t *wp)
 static void map_grow(wf_t *wf)
 {
         size_t cap = wf->mapcap ? wf->mapcap * 2 : 1024;
-        went_t **m = xrealloc(NULL, cap * sizeof(*m));
+        went_t **m = eddy__xrealloc(NULL, cap * sizeof(*m));
         memset(m, 0, cap * sizeof(*m));
         for (size_t i = 0; i < wf->mapcap; i++) {
                 went_t *e = wf->map[i];
@@ -1185,7 +1176,7 @@ static void list_add(list_t *ls, size_t nmax, const char *id, size_t len, int64_
         size_t i = 0;
         while (i < ls->n && !item_newer(ts, off, &ls->it[i]))
                 i++;
-        ls->it = xrealloc(ls->it, (ls->n + 1) * sizeof(item_t));
+        ls->it = eddy__xrealloc(ls->it, (ls->n + 1) * sizeof(item_t));
         memmove(ls->it + i + 1, ls->it + i, (ls->n - i) * sizeof(item_t));
         ls->it[i] = it;
         ls->n++;
@@ -1514,7 +1505,7 @@ static size_t values(wf_t *wf, const went_t *e, int64_t c, hf_t *fields)
                                                 } else {
                                                         if (sn + cl->dn > scap) {
                                                                 scap = (sn + cl->dn) * 2;
-                                                                set = xrealloc(set, scap * 8);
+                                                                set = eddy__xrealloc(set, scap * 8);
                                                         }
                                                         memcpy(set + sn, cl->dh, cl->dn * 8);
                                                         sn += cl->dn;
@@ -1617,7 +1608,7 @@ static void emit(wf_t *wf, eddy_ctx_t *ctx, went_t *e, int64_t c, hf_t *hf, eddy
         kb[0] = 'e';
         memcpy(kb + 1, e->id, e->idlen);
         size_t plen = strlen(cf->prefix);
-        char *rk = xrealloc(NULL, plen + e->idlen);
+        char *rk = eddy__xrealloc(NULL, plen + e->idlen);
         memcpy(rk, cf->prefix, plen);
         memcpy(rk + plen, e->id, e->idlen);
         if (n == 0) {
@@ -1716,14 +1707,14 @@ static int wf_flush(void *self, eddy_ctx_t *ctx)
         /* the batch's entities, in (partition, id) order: the outbox is the same bytes
          * whatever the hash table's order */
         size_t n = 0;
-        wf->order = xrealloc(wf->order, (wf->mapn ? wf->mapn : 1) * sizeof(*wf->order));
+        wf->order = eddy__xrealloc(wf->order, (wf->mapn ? wf->mapn : 1) * sizeof(*wf->order));
         for (size_t i = 0; i < wf->mapcap; i++)
                 if (wf->map[i])
                         wf->order[n++] = wf->map[i];
         qsort(wf->order, n, sizeof(*wf->order), ent_cmp);
         size_t nmax = nfields_max(wf);
-        hf_t *hf = xrealloc(NULL, nmax * sizeof(*hf));
-        eddy_hfield_t *ef = xrealloc(NULL, nmax * sizeof(*ef));
+        hf_t *hf = eddy__xrealloc(NULL, nmax * sizeof(*hf));
+        eddy_hfield_t *ef = eddy__xrealloc(NULL, nmax * sizeof(*ef));
         for (size_t i = 0; i < n; i++) {
                 went_t *e = wf->order[i];
                 if (e->changed)
@@ -1794,7 +1785,7 @@ static int wf_init(eddy_ctx_t *ctx, const void *conf, void **selfp, char *errstr
                 wf_close(wf);
                 return -1;
         }
-        wf->vals = xrealloc(NULL, wf->nfields * sizeof(*wf->vals));
+        wf->vals = eddy__xrealloc(NULL, wf->nfields * sizeof(*wf->vals));
         *selfp = wf;
         return 0;
 }

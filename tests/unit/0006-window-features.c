@@ -411,6 +411,38 @@ static eddy_ctx_t *open_ctx(run_t *w, fake_t *fk)
         return ctx;
 }
 
+/* A fresh state dir and the overrides every run has; run_set() adds more. */
+static void run_init(run_t *w, const char *features)
+{
+        memset(w, 0, sizeof(*w));
+        snprintf(w->dir, sizeof(w->dir), "/tmp/eddy-wf-XXXXXX");
+        assert_non_null(mkdtemp(w->dir));
+        live_dir(w->dir, 1);
+        const char *fixed[] = {"input.topics=" TOPIC, "log.level=warning", "state.sync=false"};
+        snprintf(w->ovbuf[0], sizeof(w->ovbuf[0]), "state.dir=%s", w->dir);
+        snprintf(w->ovbuf[1], sizeof(w->ovbuf[1]), "features=%s", features);
+        for (int i = 0; i < 3; i++)
+                snprintf(w->ovbuf[2 + i], sizeof(w->ovbuf[0]), "%s", fixed[i]);
+        w->nov = 5;
+        for (int i = 0; i < 8; i++)
+                w->ov[i] = w->ovbuf[i];
+}
+
+static void __attribute__((format(printf, 2, 3))) run_set(run_t *w, const char *fmt, ...)
+{
+        assert_true(w->nov < 8);
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(w->ovbuf[w->nov++], sizeof(w->ovbuf[0]), fmt, ap);
+        va_end(ap);
+}
+
+static void run_done(run_t *w)
+{
+        rm_rf(w->dir);
+        live_dir(w->dir, 0);
+}
+
 static void run_stream(uint64_t seed, int nev, int crash_permille)
 {
         rng_t r = {seed};
@@ -422,20 +454,9 @@ static void run_stream(uint64_t seed, int nev, int crash_permille)
         for (int p = 0; p < NPARTS; p++)
                 gen(&r, p, recs[p], nev);
         run_t w;
-        memset(&w, 0, sizeof(w));
-        snprintf(w.dir, sizeof(w.dir), "/tmp/eddy-wf-XXXXXX");
-        assert_non_null(mkdtemp(w.dir));
-        live_dir(w.dir, 1);
-        snprintf(w.ovbuf[0], 512, "state.dir=%s", w.dir);
-        snprintf(w.ovbuf[1], 512, "input.topics=%s", TOPIC);
-        snprintf(w.ovbuf[2], 512, "log.level=warning");
-        snprintf(w.ovbuf[3], 512, "features=%s", FEATURES);
-        snprintf(w.ovbuf[4], 512, "allowed.lateness.ms=%d", LATENESS);
-        snprintf(w.ovbuf[5], 512, "redis.chunk.keys=%d", 1 + (int)below(&r, 4));
-        snprintf(w.ovbuf[6], 512, "state.sync=false");
-        for (int i = 0; i < 7; i++)
-                w.ov[i] = w.ovbuf[i];
-        w.nov = 7;
+        run_init(&w, FEATURES);
+        run_set(&w, "allowed.lateness.ms=%d", LATENESS);
+        run_set(&w, "redis.chunk.keys=%d", 1 + (int)below(&r, 4));
 
         eddy_ctx_t *ctx = open_ctx(&w, &fk);
         int64_t next[NPARTS] = {0}; /* fed so far, per partition */
@@ -477,8 +498,7 @@ static void run_stream(uint64_t seed, int nev, int crash_permille)
                 check(&fk, mps, seed, step++);
         }
         eddy__test_close(ctx);
-        rm_rf(w.dir);
-        live_dir(w.dir, 0);
+        run_done(&w);
 }
 
 static void test_examples(void **state)
@@ -486,20 +506,8 @@ static void test_examples(void **state)
         (void)state;
         /* one entity, by hand: windows slide with the clock and empty out */
         run_t w;
-        memset(&w, 0, sizeof(w));
-        snprintf(w.dir, sizeof(w.dir), "/tmp/eddy-wf-XXXXXX");
-        assert_non_null(mkdtemp(w.dir));
-        live_dir(w.dir, 1);
-        snprintf(w.ovbuf[0], 512, "state.dir=%s", w.dir);
-        snprintf(w.ovbuf[1], 512, "input.topics=%s", TOPIC);
-        snprintf(w.ovbuf[2], 512, "log.level=warning");
-        snprintf(w.ovbuf[3], 512, "features=%s",
-                 "[{\"name\":\"c\",\"agg\":\"count\",\"windows\":[\"10s\"]}]");
-        snprintf(w.ovbuf[4], 512, "redis.ttl.ms=5000");
-        snprintf(w.ovbuf[5], 512, "state.sync=false");
-        for (int i = 0; i < 6; i++)
-                w.ov[i] = w.ovbuf[i];
-        w.nov = 6;
+        run_init(&w, "[{\"name\":\"c\",\"agg\":\"count\",\"windows\":[\"10s\"]}]");
+        run_set(&w, "redis.ttl.ms=5000");
         static fake_t fk;
         memset(&fk, 0, sizeof(fk));
         eddy_ctx_t *ctx = open_ctx(&w, &fk);
@@ -528,14 +536,13 @@ static void test_examples(void **state)
         eddy__test_close(ctx);
 
         /* a job restarted with other features refuses the state */
-        snprintf(w.ovbuf[3], 512, "features=%s",
+        snprintf(w.ovbuf[1], sizeof(w.ovbuf[1]), "features=%s",
                  "[{\"name\":\"c\",\"agg\":\"count\",\"windows\":[\"20s\"]}]");
         ctx = open_ctx(&w, &fk);
         const char *ev = "{\"user_id\":\"e0\",\"ts\":20000}";
         assert_int_equal(eddy__test_feed(ctx, TOPIC, 0, 5, "k", 1, ev, strlen(ev)), -1);
         eddy__test_close(ctx);
-        rm_rf(w.dir);
-        live_dir(w.dir, 0);
+        run_done(&w);
 }
 
 /* distinct: exact up to exact_max, then a HyperLogLog estimate within its error */
@@ -543,19 +550,8 @@ static void test_distinct_hll(void **state)
 {
         (void)state;
         run_t w;
-        memset(&w, 0, sizeof(w));
-        snprintf(w.dir, sizeof(w.dir), "/tmp/eddy-wf-XXXXXX");
-        assert_non_null(mkdtemp(w.dir));
-        live_dir(w.dir, 1);
-        snprintf(w.ovbuf[0], 512, "state.dir=%s", w.dir);
-        snprintf(w.ovbuf[1], 512, "input.topics=%s", TOPIC);
-        snprintf(w.ovbuf[2], 512, "state.sync=false");
-        snprintf(w.ovbuf[3], 512, "features=%s",
-                 "[{\"name\":\"d\",\"agg\":\"distinct\",\"exact_max\":100,"
-                 "\"windows\":[\"1d/1h\"]}]");
-        for (int i = 0; i < 4; i++)
-                w.ov[i] = w.ovbuf[i];
-        w.nov = 4;
+        run_init(&w, "[{\"name\":\"d\",\"agg\":\"distinct\",\"exact_max\":100,"
+                     "\"windows\":[\"1d/1h\"]}]");
         static fake_t fk;
         memset(&fk, 0, sizeof(fk));
         eddy_ctx_t *ctx = open_ctx(&w, &fk);
@@ -583,8 +579,7 @@ static void test_distinct_hll(void **state)
                 c++;
         }
         eddy__test_close(ctx);
-        rm_rf(w.dir);
-        live_dir(w.dir, 0);
+        run_done(&w);
 }
 
 static void test_random_streams(void **state)
