@@ -6,6 +6,7 @@
  * processor's; anything else is an error, never a silent default. A processor's JSON key
  * takes its value whole, object or not. */
 #include "config.h"
+#include "log.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -13,6 +14,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define RT(field) offsetof(eddy_rtconf_t, field)
 
@@ -61,6 +63,12 @@ const eddy_prop_t eddy_rt_props[] = {
      "Run reconciliation inside the job this often, by the wall clock (0: never)"},
     {"log.level", EDDY_PROP_STR, "info", 0, 0, RT(log_level),
      "debug, info, notice, warning or err"},
+    {"log.format", EDDY_PROP_STR, "logfmt", 0, 0, RT(log_format),
+     "logfmt (key=value) or json: one line per event on stderr, same fields"},
+    {"debug", EDDY_PROP_LIST, NULL, 0, 0, RT(debug),
+     "Debug lines of these contexts whatever log.level, as librdkafka's debug: all, run, "
+     "rebalance, state, redis, outbox, dlq, output, kafka, proc, reconcile, replay, metrics "
+     "(kafka.debug=... sets librdkafka's own; its lines show without debug=kafka)"},
     {NULL},
 };
 
@@ -411,6 +419,19 @@ int eddy_conf_load(const char *path, char **overrides, int noverrides, const cha
                          path ? path : "-X", rt->state_missing);
                 return -1;
         }
+        if (strcmp(rt->log_format, "logfmt") && strcmp(rt->log_format, "json")) {
+                snprintf(errstr, errstr_size, "%s: log.format: expected logfmt or json, got \"%s\"",
+                         path ? path : "-X", rt->log_format);
+                return -1;
+        }
+        eddy_logger_t scratch = {0};
+        for (size_t i = 0; i < rt->debug.n; i++)
+                if (eddy__log_debug_enable(&scratch, rt->debug.v[i])) {
+                        snprintf(errstr, errstr_size,
+                                 "%s: debug: unknown context \"%s\" (expected some of %s)",
+                                 path ? path : "-X", rt->debug.v[i], eddy__log_contexts());
+                        return -1;
+                }
         if (rt->input_topics.n == 0) {
                 snprintf(errstr, errstr_size, "%s: input.topics: expected at least one topic",
                          path ? path : "-X");
@@ -461,4 +482,129 @@ void eddy_conf_print(FILE *fp, const char *title, const eddy_prop_t *props, int 
                 fputc('\n', fp);
         else
                 fputc('\n', fp);
+}
+
+int eddy_conf_secret_key(const char *key)
+{
+        static const char *const ends[] = {"password", "secret"};
+        size_t n = strlen(key);
+        for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
+                size_t e = strlen(ends[i]);
+                if (n >= e && !strcasecmp(key + n - e, ends[i]))
+                        return 1;
+        }
+        return !strcmp(key, "kafka.ssl.key.pem") || !strcmp(key, "kafka.sasl.oauthbearer.config");
+}
+
+/* The password of a URL scheme://[user]:password@host...: @returns its length, 0 if none. */
+static size_t url_password(const char *v, size_t *off)
+{
+        const char *s = strstr(v, "://");
+        if (!s)
+                return 0;
+        s += 3;
+        size_t auth = strcspn(s, "/?#");
+        const char *at = memrchr(s, '@', auth);
+        const char *colon = at ? memchr(s, ':', (size_t)(at - s)) : NULL;
+        if (!colon || at == colon + 1)
+                return 0;
+        *off = (size_t)(colon + 1 - v);
+        return (size_t)(at - colon - 1);
+}
+
+/* Calls cb with the secret in @p v, a value of @p key (flagged: an EDDY_PROP_SECRET row). */
+static void value_secrets(const char *key, const char *v, int flagged,
+                          void (*cb)(void *, const char *, size_t), void *opaque)
+{
+        size_t off, n = url_password(v, &off);
+        if (n)
+                cb(opaque, v + off, n);
+        else if (eddy_conf_secret_key(key) || (flagged && !strstr(v, "://")))
+                cb(opaque, v, strlen(v));
+}
+
+static void table_secrets(const eddy_prop_t *props, const void *conf,
+                          void (*cb)(void *, const char *, size_t), void *opaque)
+{
+        const char *base = conf;
+        for (const eddy_prop_t *p = props; p && p->name; p++) {
+                if (p->type != EDDY_PROP_STR)
+                        continue;
+                const char *v = *(char *const *)(base + p->offset);
+                if (v && *v)
+                        value_secrets(p->name, v, p->flags & EDDY_PROP_SECRET, cb, opaque);
+        }
+}
+
+void eddy_conf_secrets(const eddy_rtconf_t *rt, const eddy_prop_t *pprops, const void *pconf,
+                       void (*cb)(void *opaque, const char *s, size_t len), void *opaque)
+{
+        table_secrets(eddy_rt_props, rt, cb, opaque);
+        table_secrets(pprops, pconf, cb, opaque);
+        for (size_t i = 0; i < rt->kafka.n; i++) {
+                const char *kv = rt->kafka.v[i], *eq = strchr(kv, '=');
+                char key[300];
+                snprintf(key, sizeof(key), "kafka.%.*s", (int)(eq - kv), kv);
+                value_secrets(key, eq + 1, 0, cb, opaque);
+        }
+}
+
+/* Prints @p v, a value of @p key, with its secret replaced. */
+static void print_redacted(FILE *fp, const char *key, const char *v, int flagged)
+{
+        size_t off, n = url_password(v, &off);
+        if (n)
+                fprintf(fp, "%.*s[redacted]%s", (int)off, v, v + off + n);
+        else if (eddy_conf_secret_key(key) || (flagged && !strstr(v, "://")))
+                fputs("[redacted]", fp);
+        else
+                fputs(v, fp);
+}
+
+static void print_table_values(FILE *fp, const eddy_prop_t *props, const void *conf)
+{
+        const char *base = conf;
+        for (const eddy_prop_t *p = props; p && p->name; p++) {
+                fprintf(fp, "  %-24s = ", p->name);
+                switch (p->type) {
+                case EDDY_PROP_STR:
+                case EDDY_PROP_JSON: {
+                        const char *v = *(char *const *)(base + p->offset);
+                        print_redacted(fp, p->name, v ? v : "", p->flags & EDDY_PROP_SECRET);
+                        break;
+                }
+                case EDDY_PROP_INT:
+                        fprintf(fp, "%" PRId64, *(const int64_t *)(base + p->offset));
+                        break;
+                case EDDY_PROP_BOOL:
+                        fputs(*(const int *)(base + p->offset) ? "true" : "false", fp);
+                        break;
+                case EDDY_PROP_LIST: {
+                        const eddy_strlist_t *l = (const eddy_strlist_t *)(base + p->offset);
+                        for (size_t i = 0; i < l->n; i++) {
+                                if (i)
+                                        fputc(',', fp);
+                                print_redacted(fp, p->name, l->v[i], p->flags & EDDY_PROP_SECRET);
+                        }
+                        break;
+                }
+                }
+                fputc('\n', fp);
+        }
+}
+
+void eddy_conf_print_values(FILE *fp, const eddy_rtconf_t *rt, const eddy_prop_t *pprops,
+                            const void *pconf)
+{
+        fprintf(fp, "Effective values (secrets redacted):\n");
+        print_table_values(fp, eddy_rt_props, rt);
+        print_table_values(fp, pprops, pconf);
+        for (size_t i = 0; i < rt->kafka.n; i++) {
+                const char *kv = rt->kafka.v[i], *eq = strchr(kv, '=');
+                char key[300];
+                snprintf(key, sizeof(key), "kafka.%.*s", (int)(eq - kv), kv);
+                fprintf(fp, "  %-24s = ", key);
+                print_redacted(fp, key, eq + 1, 0);
+                fputc('\n', fp);
+        }
 }

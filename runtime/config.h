@@ -23,6 +23,8 @@ typedef struct eddy_rtconf_s {
         int64_t kafka_timeout_ms;
         int64_t reconcile_interval_ms;
         char *log_level;
+        char *log_format;
+        eddy_strlist_t debug;
         eddy_strlist_t kafka; /* "key=value" pairs for rd_kafka_conf_set, in order */
 } eddy_rtconf_t;
 
@@ -43,5 +45,21 @@ void eddy_conf_free(const eddy_prop_t *props, void *conf);
 
 /** Prints the table (name, type, default, range, description), as text or Markdown. */
 void eddy_conf_print(FILE *fp, const char *title, const eddy_prop_t *props, int markdown);
+
+/** @returns non-zero if the values of @p key are secrets: a key ending in "password" or
+ *  "secret", kafka.ssl.key.pem, kafka.sasl.oauthbearer.config. */
+int eddy_conf_secret_key(const char *key);
+
+/**
+ * @brief Calls @p cb with every secret of a loaded configuration: the values of secret keys
+ *        and of EDDY_PROP_SECRET properties, or where such a value is a URL, the password in
+ *        it (redis://:password@host). Each is to be redacted wherever it could be printed.
+ */
+void eddy_conf_secrets(const eddy_rtconf_t *rt, const eddy_prop_t *pprops, const void *pconf,
+                       void (*cb)(void *opaque, const char *s, size_t len), void *opaque);
+
+/** Prints the effective value of every key of a loaded configuration, secrets redacted. */
+void eddy_conf_print_values(FILE *fp, const eddy_rtconf_t *rt, const eddy_prop_t *pprops,
+                            const void *pconf);
 
 #endif

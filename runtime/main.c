@@ -35,6 +35,9 @@ static void usage(FILE *fp)
             "tests\n"
             "  eddy <processor> --list-config [--markdown]\n"
             "        every configuration key, its type, default and meaning\n"
+            "  eddy <processor> --list-config -c job.json [-X key=value ...]\n"
+            "        the same, then the job's effective values (secrets redacted); exit 2 if the\n"
+            "        job file does not load\n"
             "  eddy list        the processors\n"
             "\n"
             "options:\n"
@@ -86,6 +89,40 @@ static const char *proc_from_file(const char *path, char *buf, size_t size)
         return found;
 }
 
+/* eddy <processor> --list-config: the tables, then with -c/-X the effective values. */
+static int list_config(const eddy_processor_t *proc, int md, const char *conf_path, char **xs,
+                       int nx)
+{
+        eddy_conf_print(stdout, "Runtime keys (every processor)", eddy_rt_props, md);
+        char title[128];
+        snprintf(title, sizeof(title), "%s keys", proc->name);
+        eddy_conf_print(stdout, title, proc->props, md);
+        if (md)
+                printf("Keys under `kafka.` go to librdkafka unchanged (see its "
+                       "CONFIGURATION.md); `-X kafka.bootstrap.servers=...` overrides "
+                       "one. Values of keys ending in `password` or `secret` (and "
+                       "`kafka.ssl.key.pem`, `kafka.sasl.oauthbearer.config`), and passwords "
+                       "in URLs, are never printed: not in logs, metrics or `--list-config`.\n");
+        if (!conf_path && nx == 0)
+                return 0;
+        eddy_rtconf_t rt;
+        memset(&rt, 0, sizeof(rt));
+        void *pconf = calloc(1, proc->conf_size ? proc->conf_size : 1);
+        char err[1024];
+        int rc = 0;
+        if (eddy_conf_load(conf_path, xs, nx, proc->name, proc->default_input, &rt, proc->props,
+                           pconf, err, sizeof(err))) {
+                fprintf(stderr, "eddy: %s\n", err);
+                rc = 2;
+        } else {
+                eddy_conf_print_values(stdout, &rt, proc->props, pconf);
+        }
+        eddy_conf_free(eddy_rt_props, &rt);
+        eddy_conf_free(proc->props, pconf);
+        free(pconf);
+        return rc;
+}
+
 int main(int argc, char **argv)
 {
         /* first of all: a SIGTERM that comes early still means a clean stop */
@@ -125,37 +162,43 @@ int main(int argc, char **argv)
                         fprintf(stderr, "eddy: unknown command \"%s\" (see eddy --help)\n", cmd);
                         return 2;
                 }
-                int md = 0, list = 0;
+                int md = 0, list = 0, nx = 0;
+                const char *conf_path = NULL;
+                char **xs = calloc((size_t)argc, sizeof(char *));
                 for (; i < argc; i++) {
                         if (!strcmp(argv[i], "--list-config"))
                                 list = 1;
                         else if (!strcmp(argv[i], "--markdown"))
                                 md = 1;
-                        else if (!strcmp(argv[i], "--help")) {
+                        else if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "-X")) &&
+                                 i + 1 < argc) {
+                                if (argv[i][1] == 'c')
+                                        conf_path = argv[i + 1];
+                                else
+                                        xs[nx++] = argv[i + 1];
+                                i++;
+                        } else if (!strcmp(argv[i], "--help")) {
                                 printf("%s: %s\n\n", proc->name, proc->summary);
                                 usage(stdout);
+                                free(xs);
                                 return 0;
                         } else {
                                 fprintf(stderr,
                                         "eddy %s: unknown option %s (expected "
-                                        "--list-config [--markdown])\n",
+                                        "--list-config [--markdown] [-c job.json] [-X k=v])\n",
                                         cmd, argv[i]);
+                                free(xs);
                                 return 2;
                         }
                 }
                 if (!list) {
                         fprintf(stderr, "eddy %s: expected --list-config\n", cmd);
+                        free(xs);
                         return 2;
                 }
-                eddy_conf_print(stdout, "Runtime keys (every processor)", eddy_rt_props, md);
-                char title[128];
-                snprintf(title, sizeof(title), "%s keys", proc->name);
-                eddy_conf_print(stdout, title, proc->props, md);
-                if (md)
-                        printf("Keys under `kafka.` go to librdkafka unchanged (see its "
-                               "CONFIGURATION.md); `-X kafka.bootstrap.servers=...` overrides "
-                               "one.\n");
-                return 0;
+                int rc = list_config(proc, md, conf_path, xs, nx);
+                free(xs);
+                return rc;
         }
         if ((is_run || is_rec) && argc > 2 && argv[2][0] != '-') {
                 if (!strcmp(argv[2], "--help")) {

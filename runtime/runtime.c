@@ -1039,8 +1039,9 @@ static void dlq_add(eddy_ctx_t *ctx, const eddy_msg_t *m, const char *reason, co
         krec_add(ctx, ctx->rt.dlq_topic, KREC_DLQ | KREC_VALUE | (m->key ? KREC_KEY : 0), m->key,
                  m->key_len, m->value, m->value && !omit ? m->value_len : 0, h, nh);
         ctx->events_dlq++;
-        eddy__log(&ctx->lg, LOG_INFO, "DLQ", "%s/%" PRId32 "@%" PRId64 " -> %s: %s: %s", topic,
-                  m->partition, m->offset, ctx->rt.dlq_topic, reason, detail);
+        eddy__log_at(&ctx->lg, LOG_INFO, "DLQ", topic, m->partition, m->offset,
+                     "%s/%" PRId32 "@%" PRId64 " -> %s: %s: %s", topic, m->partition, m->offset,
+                     ctx->rt.dlq_topic, reason, detail);
 }
 
 /* ---------------------------------------------------------------- processing */
@@ -1065,9 +1066,10 @@ static int process_one(eddy_ctx_t *ctx, eddy_msg_t *em)
         if (rc == EDDY_ERR_BAD_RECORD)
                 dlq_add(ctx, em, ctx->reason, ctx->detail);
         else if (rc != 0 || ctx->fatal) {
-                eddy__log(&ctx->lg, LOG_ERR, "PROC", "%s failed on %s/%" PRId32 "@%" PRId64 ": %s",
-                          ctx->proc->name, t->name, em->partition, em->offset,
-                          eddy_strerror(rc ? rc : EDDY_ERR_STATE));
+                eddy__log_at(&ctx->lg, LOG_ERR, "PROC", t->name, em->partition, em->offset,
+                             "%s failed on %s/%" PRId32 "@%" PRId64 ": %s", ctx->proc->name,
+                             t->name, em->partition, em->offset,
+                             eddy_strerror(rc ? rc : EDDY_ERR_STATE));
                 return -1;
         }
         pt->next = em->offset + 1;
@@ -1108,9 +1110,9 @@ static int start_offset(eddy_ctx_t *ctx, const char *topic, int32_t p, int64_t *
         if (r == 1)
                 return 0;
         if (!strcmp(ctx->rt.state_missing, "fail")) {
-                eddy__log(&ctx->lg, LOG_ERR, "STATE",
-                          "state.dir has no offset for %s/%" PRId32 " and state.missing=fail",
-                          topic, p);
+                eddy__log_at(&ctx->lg, LOG_ERR, "STATE", topic, p, -1,
+                             "state.dir has no offset for %s/%" PRId32 " and state.missing=fail",
+                             topic, p);
                 return -1;
         }
         *off = !strcmp(ctx->rt.state_missing, "latest") ? RD_KAFKA_OFFSET_END
@@ -1140,9 +1142,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                 pt->assigned = 1;
                                 pt->next = off >= 0 ? off : 0;
                         }
-                        eddy__log(&ctx->lg, LOG_INFO, "REBALANCE",
-                                  "assigned %s/%" PRId32 " from %s%" PRId64, tp->topic,
-                                  tp->partition, off >= 0 ? "offset " : "", off);
+                        eddy__log_at(&ctx->lg, LOG_INFO, "REBALANCE", tp->topic, tp->partition,
+                                     off >= 0 ? off : -1, "assigned %s/%" PRId32 " from %s%" PRId64,
+                                     tp->topic, tp->partition, off >= 0 ? "offset " : "", off);
                 }
                 if (ctx->cooperative)
                         rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
@@ -1160,9 +1162,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         part_t *pt = t ? part_get(ctx, t, parts->elems[i].partition) : NULL;
                         if (pt)
                                 pt->assigned = 0;
-                        eddy__log(&ctx->lg, LOG_INFO, "REBALANCE", "%s %s/%" PRId32,
-                                  rd_kafka_assignment_lost(rk) ? "lost" : "revoked",
-                                  parts->elems[i].topic, parts->elems[i].partition);
+                        eddy__log_at(&ctx->lg, LOG_INFO, "REBALANCE", parts->elems[i].topic,
+                                     parts->elems[i].partition, -1, "%s %s/%" PRId32,
+                                     rd_kafka_assignment_lost(rk) ? "lost" : "revoked",
+                                     parts->elems[i].topic, parts->elems[i].partition);
                 }
                 if (ctx->cooperative)
                         rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
@@ -1482,6 +1485,12 @@ static void ctx_free(eddy_ctx_t *ctx)
                 eddy_conf_free(ctx->proc->props, ctx->pconf);
                 free(ctx->pconf);
         }
+        eddy__log_free(&ctx->lg);
+}
+
+static void add_secret(void *opaque, const char *s, size_t len)
+{
+        eddy__log_secret(opaque, s, len);
 }
 
 /* Loads config, opens state and (optionally) Redis and Kafka. @returns an exit code or -1. */
@@ -1513,6 +1522,13 @@ static int ctx_init(eddy_ctx_t *ctx, const eddy_job_args_t *a, int want_kafka, i
         }
         ctx->lg.level = lvl;
         snprintf(ctx->lg.job, sizeof(ctx->lg.job), "%s", ctx->rt.job_name);
+        ctx->lg.json = !strcmp(ctx->rt.log_format, "json");
+        for (size_t i = 0; i < ctx->rt.debug.n; i++)
+                eddy__log_debug_enable(&ctx->lg, ctx->rt.debug.v[i]); /* checked by the loader */
+        for (size_t i = 0; i < ctx->rt.kafka.n; i++)
+                if (!strncmp(ctx->rt.kafka.v[i], "debug=", 6))
+                        eddy__log_debug_enable(&ctx->lg, "kafka");
+        eddy_conf_secrets(&ctx->rt, a->proc->props, ctx->pconf, add_secret, &ctx->lg);
         buf_t src = {NULL, 0, 0};
         for (size_t i = 0; i < ctx->rt.input_topics.n; i++) {
                 if (i)
@@ -1542,6 +1558,7 @@ static int ctx_init(eddy_ctx_t *ctx, const eddy_job_args_t *a, int want_kafka, i
                 ctx->redis = eddy_redis_new(ctx->rt.redis_url, (int)ctx->rt.redis_timeout_ms, fence,
                                             &ctx->lg, err, sizeof(err));
                 if (!ctx->redis) {
+                        eddy__redact_buf(&ctx->lg, err, sizeof(err));
                         fprintf(stderr, "eddy: %s\n", err);
                         return 2;
                 }
@@ -1549,11 +1566,13 @@ static int ctx_init(eddy_ctx_t *ctx, const eddy_job_args_t *a, int want_kafka, i
         if (want_kafka) {
                 if (!(ctx->rk = kafka_new(ctx, 1, err, sizeof(err))) ||
                     !(ctx->prod = kafka_new(ctx, 0, err, sizeof(err)))) {
+                        eddy__redact_buf(&ctx->lg, err, sizeof(err));
                         fprintf(stderr, "eddy: %s\n", err);
                         return 2;
                 }
         }
         if (ctx->proc->init(ctx, ctx->pconf, &ctx->self, err, sizeof(err)) != 0) {
+                eddy__redact_buf(&ctx->lg, err, sizeof(err));
                 fprintf(stderr, "eddy: %s\n", err);
                 return 2;
         }
