@@ -10,7 +10,7 @@ SANITIZER ?=
 OPT      ?= -O2
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -g $(OPT) -MMD -MP \
               -I. -Iruntime -Istate -Iconnectors -Iprocessors -Ischemas
-LIBS     = -lrdkafka -lrocksdb -lhiredis -ljansson -lcurl -lm -lpthread
+LIBS     = -lrdkafka -lrocksdb -lhiredis -ljansson -lcurl -lmicrohttpd -lm -lpthread
 
 ifeq ($(SANITIZER),)
 BUILD    = build
@@ -33,8 +33,8 @@ UNIT_BIN = $(UNIT_SRC:%.c=$(BUILD)/%)
 
 # Debian packages the build, the tests and the demo need.
 DEB_PKGS = build-essential pkg-config librdkafka-dev librocksdb-dev libjansson-dev libhiredis-dev \
-           libcurl4-openssl-dev libcmocka-dev redis-server kcat python3 python3-confluent-kafka \
-           python3-redis
+           libcurl4-openssl-dev libmicrohttpd-dev libcmocka-dev redis-server kcat python3 \
+           python3-confluent-kafka python3-redis
 
 .PHONY: all deps test unit-bins demo bench bench-wf docs clean fmt fmt-check
 all: $(BUILD)/eddy

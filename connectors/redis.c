@@ -134,6 +134,9 @@ static const char FENCE_LUA[] =
     "redis.call('HSET', KEYS[1], 'pos', ARGV[1], 'seq', ARGV[2])\n"
     "return 1\n";
 
+/* The counters are read from other threads (metrics): relaxed atomics. */
+#define STAT_INC(field) __atomic_fetch_add(&(field), 1, __ATOMIC_RELAXED)
+
 struct eddy_redis_s {
         char host[256];
         int port, db;
@@ -264,7 +267,7 @@ static int connect_once(eddy_redis_t *r, char *why, size_t whysize)
                 return -1;
         }
         redisSetTimeout(r->c, r->tv);
-        r->stats.reconnects++;
+        STAT_INC(r->stats.reconnects);
         redisReply *rep;
         if (r->password[0]) {
                 const char *a[] = {"AUTH", r->password};
@@ -363,7 +366,7 @@ static int backoff(eddy_redis_t *r, int *attempt, const char *why, volatile sig_
                           "waiting for redis at %s:%d (%s); retrying in %d ms, nothing is lost",
                           r->host, r->port, why, ms);
         (*attempt)++;
-        r->stats.retries++;
+        STAT_INC(r->stats.retries);
         for (int waited = 0; waited < ms; waited += 50) {
                 if (stop && *stop)
                         return 1;
@@ -451,9 +454,9 @@ static int apply_once(eddy_redis_t *r, int32_t partition, int64_t pos, int64_t s
                         rc = -1;
                 } else if (rep->type == REDIS_REPLY_INTEGER) {
                         if (rep->integer)
-                                r->stats.chunks_applied++;
+                                STAT_INC(r->stats.chunks_applied);
                         else
-                                r->stats.chunks_fenced++;
+                                STAT_INC(r->stats.chunks_fenced);
                 }
                 freeReplyObject(rep);
         }
@@ -542,5 +545,8 @@ int eddy_redis_get_each(eddy_redis_t *r, const eddy_redis_op_t *keys, size_t n,
 
 void eddy_redis_stats(const eddy_redis_t *r, eddy_redis_stats_t *s)
 {
-        *s = r->stats;
+        s->chunks_applied = __atomic_load_n(&r->stats.chunks_applied, __ATOMIC_RELAXED);
+        s->chunks_fenced = __atomic_load_n(&r->stats.chunks_fenced, __ATOMIC_RELAXED);
+        s->retries = __atomic_load_n(&r->stats.retries, __ATOMIC_RELAXED);
+        s->reconnects = __atomic_load_n(&r->stats.reconnects, __ATOMIC_RELAXED);
 }

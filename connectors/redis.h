@@ -90,7 +90,7 @@ int eddy_redis_get_each(eddy_redis_t *r, const eddy_redis_op_t *keys, size_t n,
                         void (*cb)(void *opaque, size_t i, const char *v, size_t vl), void *opaque,
                         volatile sig_atomic_t *stop);
 
-/** Counters, for stats and metrics. */
+/** Counters, for stats and metrics; eddy_redis_stats() is safe from any thread. */
 typedef struct eddy_redis_stats_s {
         int64_t chunks_applied, chunks_fenced, retries, reconnects;
 } eddy_redis_stats_t;

@@ -172,6 +172,7 @@ typedef struct wf_s {
         uint64_t fingerprint;
         int late_drop;
         int64_t late_dropped;
+        eddy_counter_t *late; /* eddy_late_events_total: dead-lettered or dropped */
 
         wpart_t *parts;
         size_t nparts;
@@ -1260,6 +1261,7 @@ static int wf_process(void *self, eddy_ctx_t *ctx, const eddy_msg_t *msg)
                         return rc;
         }
         if (wp->has_clock && ts < wp->clock - c->lateness_ms) {
+                eddy_counter_add(wf->late, 1);
                 if (!wf->late_drop)
                         return eddy_reject(ctx, "late",
                                            "ts %" PRId64
@@ -1786,6 +1788,9 @@ static int wf_init(eddy_ctx_t *ctx, const void *conf, void **selfp, char *errstr
                 return -1;
         }
         wf->vals = eddy__xrealloc(NULL, wf->nfields * sizeof(*wf->vals));
+        wf->late = eddy_counter_new(ctx, "late_events",
+                                    "Events more than allowed.lateness.ms behind their partition's "
+                                    "clock (dead-lettered with reason late, or dropped)");
         *selfp = wf;
         return 0;
 }

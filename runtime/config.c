@@ -69,6 +69,13 @@ const eddy_prop_t eddy_rt_props[] = {
      "Debug lines of these contexts whatever log.level, as librdkafka's debug: all, run, "
      "rebalance, state, redis, outbox, dlq, output, kafka, proc, reconcile, replay, metrics "
      "(kafka.debug=... sets librdkafka's own; its lines show without debug=kafka)"},
+    {"metrics.port", EDDY_PROP_INT, "0", 0, 65535, RT(metrics_port),
+     "Serve Prometheus /metrics, /healthz and /readyz on this TCP port (0: off)"},
+    {"metrics.address", EDDY_PROP_STR, "0.0.0.0", 0, 0, RT(metrics_address),
+     "IPv4 address the metrics server binds (127.0.0.1: this host only)"},
+    {"ready.max.lag", EDDY_PROP_INT, "10000", 0, INT64_MAX, RT(ready_max_lag),
+     "/readyz answers 200 when partitions are assigned and each is at most this many records "
+     "behind its high watermark"},
     {NULL},
 };
 

@@ -25,6 +25,9 @@ typedef struct eddy_rtconf_s {
         char *log_level;
         char *log_format;
         eddy_strlist_t debug;
+        int64_t metrics_port;
+        char *metrics_address;
+        int64_t ready_max_lag;
         eddy_strlist_t kafka; /* "key=value" pairs for rd_kafka_conf_set, in order */
 } eddy_rtconf_t;
 

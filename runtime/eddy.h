@@ -144,6 +144,24 @@ int eddy_partition_assigned(eddy_ctx_t *ctx, int32_t partition);
 void eddy_out_redis_expect(eddy_ctx_t *ctx, int32_t partition, const void *key, size_t klen,
                            const void *val, size_t vlen);
 
+/* ---- metrics: the processor's own counters, served by the runtime on /metrics ---- */
+
+typedef struct eddy_counter_s eddy_counter_t;
+
+/**
+ * @brief A counter exported as `eddy_<name>_total` (Prometheus text, on metrics.port).
+ * @param name [a-z][a-z0-9_]*, not one of the runtime's metric names (e.g. "late_events")
+ * @param help one line for the # HELP comment
+ * @returns the counter, or NULL (logged) if the name is bad or taken.
+ * @remark Call from init(). The runtime owns the counter; it stays valid until close()
+ *         returns. Counters are not outputs: they restart at 0 with the process and may
+ *         count a record again when it is re-read after a crash or a rebalance.
+ */
+eddy_counter_t *eddy_counter_new(eddy_ctx_t *ctx, const char *name, const char *help);
+
+/** Adds @p n to @p c. Lock-free, safe from any thread; a NULL @p c is a no-op. */
+void eddy_counter_add(eddy_counter_t *c, int64_t n);
+
 /* ---- the plugin ---- */
 
 typedef struct eddy_reconcile_stats_s {

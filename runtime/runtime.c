@@ -28,6 +28,7 @@
 #include "config.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 #include "redis.h"
 #include "state.h"
 
@@ -54,11 +55,13 @@ volatile sig_atomic_t eddy_stop;
 /* An input topic-partition. */
 typedef struct part_s {
         int assigned;
-        int touched;   /* read in the batch in flight */
-        int64_t next;  /* next offset to process */
-        int64_t bound; /* replay: stop before this offset; -1 none */
-        int done;      /* replay: reached bound */
-        int64_t start; /* replay: first offset, for progress */
+        int touched;       /* read in the batch in flight */
+        int64_t next;      /* next offset to process */
+        int64_t bound;     /* replay: stop before this offset; -1 none */
+        int done;          /* replay: reached bound */
+        int64_t start;     /* replay: first offset, for progress */
+        int64_t events;    /* records processed by this process, for metrics */
+        int64_t committed; /* next offset in the last commit; RD_KAFKA_OFFSET_* until then */
 } part_t;
 
 typedef struct topic_s {
@@ -148,6 +151,13 @@ struct eddy_ctx_s {
         int64_t write_ms, deliver_ms, wait_ms,
             poll_ms; /* time in RocksDB writes, delivery, back-pressure */
 
+        /* metrics: served by eddy_metrics_serve(), reported to by report() */
+        eddy_metrics_t *metrics;
+        eddy_metrics_part_t *mparts;
+        size_t mparts_cap;
+        int64_t report_ms, batch_t0_us;
+        int64_t redis_refused; /* entries the Redis sink refused (malformed ops) */
+
         /* counters */
         int64_t events_in, events_dlq, events_out, batches, replay_total, replay_done;
         int64_t test_dlq, test_out;
@@ -161,6 +171,19 @@ static int64_t now_ms(void)
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* called per record: ms is enough */
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* For the latency histograms: once per batch or delivery, finer than now_ms(). */
+static int64_t now_us(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static double secs_since(int64_t t0_us)
+{
+        return (double)(now_us() - t0_us) / 1e6;
 }
 
 /* Appends @p n bytes of @p p; with p NULL, n bytes the caller fills. */
@@ -238,6 +261,15 @@ void eddy_log(eddy_ctx_t *ctx, int level, const char *fac, const char *fmt, ...)
         va_start(ap, fmt);
         eddy__vlog(&ctx->lg, level, fac, fmt, ap);
         va_end(ap);
+}
+
+eddy_counter_t *eddy_counter_new(eddy_ctx_t *ctx, const char *name, const char *help)
+{
+        char err[256];
+        eddy_counter_t *c = eddy__metrics_counter_new(ctx->metrics, name, help, err, sizeof(err));
+        if (!c)
+                eddy__log(&ctx->lg, LOG_ERR, "PROC", "%s: %s", ctx->proc->name, err);
+        return c;
 }
 
 int eddy_reject(eddy_ctx_t *ctx, const char *reason, const char *fmt, ...)
@@ -512,6 +544,10 @@ typedef struct entry_view_s {
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
+        eddy_ctx_t *ctx = opaque;
+        if (!m->err)
+                eddy_metrics_label_add(ctx->metrics, EDDY_ML_EVENTS_OUT,
+                                       rd_kafka_topic_name(m->rkt), 1);
         kfail_t *f = m->_private;
         if (m->err && f && f->n++ == 0) {
                 f->err = m->err;
@@ -579,6 +615,8 @@ static int deliver_kafka(eddy_ctx_t *ctx, rd_t *r, int version, uint32_t nrec)
                 rd_kafka_resp_err_t ferr = rd_kafka_flush(ctx->prod, (int)ctx->rt.kafka_timeout_ms);
                 if (ferr == RD_KAFKA_RESP_ERR_NO_ERROR && !fail[0].n && !fail[1].n)
                         return 0;
+                eddy_metrics_label_add(ctx->metrics, EDDY_ML_SINK_ERRORS, "kafka",
+                                       fail[0].n + fail[1].n + (ferr ? 1 : 0));
                 /* Retry the whole entry: consumers de-duplicate by the eddy.src header. */
                 while (rd_kafka_outq_len(ctx->prod) > 0 && !eddy_stop)
                         rd_kafka_flush(ctx->prod, 1000);
@@ -598,6 +636,7 @@ static int deliver_kafka(eddy_ctx_t *ctx, rd_t *r, int version, uint32_t nrec)
                                   " (%s); retrying in %d ms",
                                   ctx->rt.kafka_timeout_ms, rd_kafka_err2str(ferr), ms);
                 attempt++;
+                eddy_metrics_label_add(ctx->metrics, EDDY_ML_SINK_RETRIES, "kafka", 1);
                 usleep((useconds_t)ms * 1000);
         }
 }
@@ -690,8 +729,11 @@ static int deliver(eddy_ctx_t *ctx, const void *e, size_t len, entry_view_t *v)
                 if (chunk == 0)
                         return -1;
                 int rc = ctx->apply(ctx->apply_opaque, part, pos, seq, chunk, v->ops, nops);
+                if (rc == EDDY_ERR_REDIS) /* read by src_collect() on the server's thread */
+                        __atomic_fetch_add(&ctx->redis_refused, 1, __ATOMIC_RELAXED);
                 if (rc)
                         return rc;
+                eddy_metrics_add(ctx->metrics, EDDY_M_REDIS_OPS, nops);
         }
         uint32_t nrec = (uint32_t)rd_n(&r, 4);
         if (r.bad)
@@ -712,7 +754,9 @@ struct redeliver {
 static int redeliver_one(void *opaque, uint64_t seq, const void *e, size_t len)
 {
         struct redeliver *rd = opaque;
+        int64_t t0 = now_us();
         int rc = deliver(rd->ctx, e, len, &rd->v);
+        eddy_metrics_observe(rd->ctx->metrics, EDDY_MH_DELIVERY, secs_since(t0));
         if (rc == -1) {
                 eddy__log(&rd->ctx->lg, LOG_ERR, "OUTBOX",
                           "outbox entry %" PRIu64 " is corrupt; state.dir is damaged", seq);
@@ -724,7 +768,13 @@ static int redeliver_one(void *opaque, uint64_t seq, const void *e, size_t len)
                 return 1;
         }
         eddy_state_outbox_done(rd->ctx->st, seq);
+        eddy_metrics_add(rd->ctx->metrics, EDDY_M_OUTBOX_DEPTH, -1);
         rd->n++;
+        return 0;
+}
+
+static int count_one(void *opaque, uint64_t seq, const void *e, size_t len)
+{
         return 0;
 }
 
@@ -732,6 +782,8 @@ static int redeliver_one(void *opaque, uint64_t seq, const void *e, size_t len)
 static int redeliver_all(eddy_ctx_t *ctx)
 {
         struct redeliver rd = {ctx, {NULL, 0}, 0, 0};
+        int pending = eddy_state_outbox_scan(ctx->st, count_one, NULL);
+        eddy_metrics_set(ctx->metrics, EDDY_M_OUTBOX_DEPTH, pending > 0 ? pending : 0);
         if (eddy_state_outbox_scan(ctx->st, redeliver_one, &rd) < 0)
                 rd.rc = -1;
         free(rd.v.ops);
@@ -863,10 +915,11 @@ static int run_job(eddy_ctx_t *ctx, job_t *j)
 {
         char err[512];
         int rc = 0;
-        int64_t t0 = now_ms();
+        int64_t t0 = now_ms(), u0 = now_us();
         int wr = eddy_state_write(ctx->st, j->txn, err, sizeof(err));
-        int64_t t1 = now_ms();
+        int64_t t1 = now_ms(), u1 = now_us();
         ctx->write_ms += t1 - t0;
+        eddy_metrics_observe(ctx->metrics, EDDY_MH_COMMIT, (double)(u1 - u0) / 1e6);
         if (wr != 0) {
                 eddy__log(&ctx->lg, LOG_ERR, "STATE", "%s", err);
                 rc = -1;
@@ -878,9 +931,11 @@ static int run_job(eddy_ctx_t *ctx, job_t *j)
                         rc = deliver(ctx, j->entry.p, j->entry.len, &v);
                         free(v.ops);
                         ctx->deliver_ms += now_ms() - t1;
-                        if (rc == 0)
+                        eddy_metrics_observe(ctx->metrics, EDDY_MH_DELIVERY, secs_since(u1));
+                        if (rc == 0) {
                                 done_add(ctx, j->seq);
-                        else if (rc == EDDY_ERR_STOPPED)
+                                eddy_metrics_add(ctx->metrics, EDDY_M_OUTBOX_DEPTH, -1);
+                        } else if (rc == EDDY_ERR_STOPPED)
                                 rc = 0; /* stays in the outbox: delivered at the next start */
                 }
         }
@@ -943,9 +998,13 @@ static int commit_batch(eddy_ctx_t *ctx)
                 return -1;
         for (int t = 0; t < ctx->ntopics; t++)
                 for (int p = 0; p < ctx->topics[t].nparts; p++)
-                        if (ctx->topics[t].parts[p].touched)
-                                eddy_state_offset_set(ctx->st, ctx->topics[t].name, p,
-                                                      ctx->topics[t].parts[p].next);
+                        if (ctx->topics[t].parts[p].touched) {
+                                part_t *pt = &ctx->topics[t].parts[p];
+                                eddy_state_offset_set(ctx->st, ctx->topics[t].name, p, pt->next);
+                                pt->committed = pt->next;
+                        }
+        if (ctx->batch_events > 0)
+                eddy_metrics_observe(ctx->metrics, EDDY_MH_BATCH, secs_since(ctx->batch_t0_us));
         pthread_mutex_lock(&ctx->mu);
         for (size_t i = 0; i < ctx->ndone; i++)
                 eddy_state_outbox_done(ctx->st, ctx->done_seqs[i]);
@@ -955,6 +1014,7 @@ static int commit_batch(eddy_ctx_t *ctx)
         if (ctx->nrops > 0 || ctx->nkrecs > 0) {
                 encode_entry(ctx, ctx->rops, ctx->nrops, &j->entry);
                 j->seq = eddy_state_outbox_add(ctx->st, j->entry.p, j->entry.len);
+                eddy_metrics_add(ctx->metrics, EDDY_M_OUTBOX_DEPTH, 1);
         }
         if (!eddy_state_pending(ctx->st)) {
                 free(j);
@@ -964,6 +1024,7 @@ static int commit_batch(eddy_ctx_t *ctx)
         j->offsets = group_offsets(ctx);
         j->txn = eddy_state_prepare(ctx->st);
         ctx->batches++;
+        eddy_metrics_add(ctx->metrics, EDDY_M_BATCHES, 1);
         batch_reset(ctx);
         if (!ctx->async) {
                 int rc = run_job(ctx, j);
@@ -1039,6 +1100,7 @@ static void dlq_add(eddy_ctx_t *ctx, const eddy_msg_t *m, const char *reason, co
         krec_add(ctx, ctx->rt.dlq_topic, KREC_DLQ | KREC_VALUE | (m->key ? KREC_KEY : 0), m->key,
                  m->key_len, m->value, m->value && !omit ? m->value_len : 0, h, nh);
         ctx->events_dlq++;
+        eddy_metrics_label_add(ctx->metrics, EDDY_ML_DEAD_LETTERS, reason, 1);
         eddy__log_at(&ctx->lg, LOG_INFO, "DLQ", topic, m->partition, m->offset,
                      "%s/%" PRId32 "@%" PRId64 " -> %s: %s: %s", topic, m->partition, m->offset,
                      ctx->rt.dlq_topic, reason, detail);
@@ -1060,6 +1122,8 @@ static int process_one(eddy_ctx_t *ctx, eddy_msg_t *em)
                 return 0;
         em->topic = t->name;
         em->topic_index = ti;
+        if (ctx->batch_events == 0)
+                ctx->batch_t0_us = now_us();
         ctx->cur = em;
         int rc = ctx->proc->process(ctx->self, ctx, em);
         ctx->cur = NULL;
@@ -1074,6 +1138,7 @@ static int process_one(eddy_ctx_t *ctx, eddy_msg_t *em)
         }
         pt->next = em->offset + 1;
         pt->touched = 1;
+        pt->events++;
         ctx->events_in++;
         ctx->batch_events++;
         if (ctx->replay)
@@ -1126,7 +1191,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         eddy_ctx_t *ctx = opaque;
         const char *proto = rd_kafka_rebalance_protocol(rk);
         ctx->cooperative = proto && !strcmp(proto, "COOPERATIVE");
+        ctx->report_ms = 0; /* report the new assignment at once */
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                eddy_metrics_label_add(ctx->metrics, EDDY_ML_REBALANCES, "assign", 1);
                 for (int i = 0; i < parts->cnt; i++) {
                         rd_kafka_topic_partition_t *tp = &parts->elems[i];
                         topic_t *t = topic_find(ctx, tp->topic, NULL);
@@ -1141,6 +1208,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         if (pt) {
                                 pt->assigned = 1;
                                 pt->next = off >= 0 ? off : 0;
+                                pt->committed = off; /* or where state.missing starts it */
                         }
                         eddy__log_at(&ctx->lg, LOG_INFO, "REBALANCE", tp->topic, tp->partition,
                                      off >= 0 ? off : -1, "assigned %s/%" PRId32 " from %s%" PRId64,
@@ -1151,6 +1219,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 else
                         rd_kafka_assign(rk, parts);
         } else {
+                eddy_metrics_label_add(ctx->metrics, EDDY_ML_REBALANCES,
+                                       rd_kafka_assignment_lost(rk) ? "lost" : "revoke", 1);
                 /* Revoked or lost: the batch in flight holds their events; commit it, and
                  * deliver what is committed, before letting them go. */
                 if (commit_batch(ctx) != 0 || drain(ctx) != 0) {
@@ -1410,6 +1480,7 @@ static int replay_setup(eddy_ctx_t *ctx, char *errstr, size_t errstr_size)
                         }
                         pt->assigned = 1;
                         pt->next = start;
+                        pt->committed = start;
                         pt->start = start;
                         pt->bound = bound;
                         pt->done = bound >= 0 && start >= bound;
@@ -1441,6 +1512,87 @@ static int replay_finished(eddy_ctx_t *ctx)
         return 1;
 }
 
+static double stat_num(const char *v)
+{
+        char *end;
+        double d = strtod(v, &end);
+        return end == v ? 0 : d;
+}
+
+/* Reports partitions and state size to the metrics, at most every 500 ms unless @p force.
+ * What a scrape must see live while this loop is blocked (watermarks, the Redis sink's
+ * counters) it reads itself through metrics_sources(). */
+static void report(eddy_ctx_t *ctx, int force, int stopping)
+{
+        int64_t now = now_ms();
+        if (!ctx->metrics || !ctx->st || (!force && now - ctx->report_ms < 500))
+                return;
+        ctx->report_ms = now;
+        size_t n = 0;
+        for (int t = 0; t < ctx->ntopics; t++)
+                for (int p = 0; p < ctx->topics[t].nparts; p++) {
+                        part_t *pt = &ctx->topics[t].parts[p];
+                        if (!pt->assigned && !pt->events)
+                                continue;
+                        if (n == ctx->mparts_cap) {
+                                ctx->mparts_cap = n ? 2 * n : 64;
+                                ctx->mparts = eddy__xrealloc(ctx->mparts, ctx->mparts_cap *
+                                                                              sizeof(*ctx->mparts));
+                        }
+                        eddy_metrics_part_t *mp = &ctx->mparts[n++];
+                        mp->topic = ctx->topics[t].name;
+                        mp->partition = p;
+                        mp->assigned = pt->assigned && !pt->done;
+                        mp->events = pt->events;
+                        /* before its first commit a partition is where its assignment put it:
+                         * the log start (state.missing=earliest) or its end (latest) */
+                        mp->position =
+                            pt->committed >= 0                           ? pt->committed
+                            : pt->committed == RD_KAFKA_OFFSET_BEGINNING ? EDDY_METRICS_POS_START
+                            : pt->committed == RD_KAFKA_OFFSET_END       ? EDDY_METRICS_POS_END
+                                                                         : EDDY_METRICS_POS_UNKNOWN;
+                }
+        eddy_state_stats_t ss;
+        eddy_state_stats(ctx->st, &ss);
+        eddy_metrics_set(ctx->metrics, EDDY_M_STATE_KEYS, stat_num(ss.rocksdb_keys));
+        eddy_metrics_set(ctx->metrics, EDDY_M_STATE_LIVE_BYTES, stat_num(ss.rocksdb_live_bytes));
+        eddy_metrics_set(ctx->metrics, EDDY_M_STATE_MEMTABLE_BYTES, stat_num(ss.memtables_bytes));
+        eddy_metrics_set(ctx->metrics, EDDY_M_STATE_CACHE_ENTRIES, (double)ss.cache_entries);
+        eddy_metrics_set(ctx->metrics, EDDY_M_STATE_CACHE_BYTES, (double)ss.cache_bytes);
+        eddy_metrics_publish(ctx->metrics, ctx->mparts, n, ctx->replay, stopping);
+}
+
+/* A scrape's live sources (the server's thread). librdkafka's cached watermarks: from its
+ * last fetch response, no request, so lag keeps growing on /metrics while the loop waits. */
+static void src_watermarks(void *opaque, const char *topic, int32_t partition, int64_t *lo,
+                           int64_t *hi)
+{
+        eddy_ctx_t *ctx = opaque;
+        if (!ctx->rk || rd_kafka_get_watermark_offsets(ctx->rk, topic, partition, lo, hi) != 0) {
+                *lo = *hi = -1;
+                return;
+        }
+        if (*lo < 0)
+                *lo = -1;
+        if (*hi < 0)
+                *hi = -1;
+}
+
+static void src_collect(void *opaque, eddy_metrics_t *m)
+{
+        eddy_ctx_t *ctx = opaque;
+        if (!ctx->redis)
+                return;
+        eddy_redis_stats_t rs;
+        eddy_redis_stats(ctx->redis, &rs);
+        /* every failed attempt is retried after a backoff; refused ops are not */
+        eddy_metrics_label_set(m, EDDY_ML_SINK_ERRORS, "redis",
+                               rs.retries + __atomic_load_n(&ctx->redis_refused, __ATOMIC_RELAXED));
+        eddy_metrics_label_set(m, EDDY_ML_SINK_RETRIES, "redis", rs.retries);
+        eddy_metrics_label_set(m, EDDY_ML_REDIS_CHUNKS, "applied", rs.chunks_applied);
+        eddy_metrics_label_set(m, EDDY_ML_REDIS_CHUNKS, "fenced", rs.chunks_fenced);
+}
+
 static void progress(eddy_ctx_t *ctx, int64_t t0, int final)
 {
         double secs = (double)(now_ms() - t0) / 1000.0;
@@ -1457,6 +1609,7 @@ static void progress(eddy_ctx_t *ctx, int64_t t0, int final)
 
 static void ctx_free(eddy_ctx_t *ctx)
 {
+        eddy_metrics_stop(ctx->metrics); /* what its sources read goes below */
         committer_stop(ctx);
         pthread_mutex_destroy(&ctx->mu);
         pthread_cond_destroy(&ctx->cv);
@@ -1485,6 +1638,9 @@ static void ctx_free(eddy_ctx_t *ctx)
                 eddy_conf_free(ctx->proc->props, ctx->pconf);
                 free(ctx->pconf);
         }
+        /* last: the producer's final delivery reports still count into it */
+        eddy_metrics_destroy(ctx->metrics);
+        free(ctx->mparts);
         eddy__log_free(&ctx->lg);
 }
 
@@ -1529,6 +1685,8 @@ static int ctx_init(eddy_ctx_t *ctx, const eddy_job_args_t *a, int want_kafka, i
                 if (!strncmp(ctx->rt.kafka.v[i], "debug=", 6))
                         eddy__log_debug_enable(&ctx->lg, "kafka");
         eddy_conf_secrets(&ctx->rt, a->proc->props, ctx->pconf, add_secret, &ctx->lg);
+        ctx->metrics =
+            eddy_metrics_new(ctx->rt.job_name, a->proc->name, ctx->rt.ready_max_lag, &ctx->lg);
         buf_t src = {NULL, 0, 0};
         for (size_t i = 0; i < ctx->rt.input_topics.n; i++) {
                 if (i)
@@ -1726,6 +1884,19 @@ int eddy_runtime_run(const eddy_job_args_t *a)
         if (rc >= 0)
                 goto out;
         rc = 1;
+        if (ctx.rt.metrics_port > 0) {
+                /* first: /healthz answers while the job loads topics and re-delivers */
+                eddy_metrics_sources_t src = {src_watermarks, src_collect, &ctx};
+                eddy_metrics_sources(ctx.metrics, &src);
+                if (eddy_metrics_serve(ctx.metrics, ctx.rt.metrics_address,
+                                       (int)ctx.rt.metrics_port, err, sizeof(err))) {
+                        eddy__log(&ctx.lg, LOG_ERR, "METRICS", "%s", err);
+                        goto out;
+                }
+                eddy__log(&ctx.lg, LOG_NOTICE, "METRICS",
+                          "serving http://%s:%" PRId64 "/metrics, /healthz and /readyz",
+                          ctx.rt.metrics_address, ctx.rt.metrics_port);
+        }
         if (load_topics(&ctx, err, sizeof(err))) {
                 eddy__log(&ctx.lg, LOG_ERR, "KAFKA", "%s", err);
                 goto out;
@@ -1773,8 +1944,11 @@ int eddy_runtime_run(const eddy_job_args_t *a)
                         int64_t left = deadline - now_ms();
                         if (left < 0)
                                 break;
+                        report(&ctx, 0, 0);
                         int64_t p0 = now_ms();
-                        rd_kafka_message_t *m = rd_kafka_consumer_poll(ctx.rk, (int)left);
+                        /* at most 500 ms, so that long batches still report to the metrics */
+                        rd_kafka_message_t *m =
+                            rd_kafka_consumer_poll(ctx.rk, (int)(left < 500 ? left : 500));
                         ctx.poll_ms += now_ms() - p0;
                         if (!m)
                                 continue;
@@ -1804,6 +1978,7 @@ int eddy_runtime_run(const eddy_job_args_t *a)
                         failed = 1;
                         break;
                 }
+                report(&ctx, 0, 0);
                 if (ctx.rt.reconcile_interval_ms > 0 &&
                     now_ms() - last_recon >= ctx.rt.reconcile_interval_ms && !ctx.replay) {
                         last_recon = now_ms();
@@ -1819,6 +1994,7 @@ int eddy_runtime_run(const eddy_job_args_t *a)
                         progress(&ctx, t0, 0);
                 }
         }
+        report(&ctx, 1, 1);
         if (!failed && (commit_batch(&ctx) != 0 || drain(&ctx) != 0))
                 failed = 1;
         /* the done-marks of the last deliveries */

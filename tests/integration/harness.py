@@ -288,12 +288,15 @@ class DevBroker:
 
 
 class Redis:
-    """redis-server on a free loopback port, no persistence, files in tmpdir."""
+    """redis-server on a free loopback port, no persistence, files in tmpdir; with password, it
+    requires AUTH (requirepass) and .url carries the password."""
 
-    def __init__(self, tmpdir=".", port=None, timeout=10):
+    def __init__(self, tmpdir=".", port=None, timeout=10, password=None):
         self.tmpdir = str(tmpdir)
         self.port = port or free_port()
-        self.url = "redis://127.0.0.1:%d/0" % self.port
+        self.password = password
+        auth = ":%s@" % password if password else ""
+        self.url = "redis://%s127.0.0.1:%d/0" % (auth, self.port)
         self.proc = None
         self._start(timeout)
 
@@ -301,6 +304,8 @@ class Redis:
         server = shutil.which("redis-server") or "/usr/bin/redis-server"
         args = [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", self.tmpdir]
+        if self.password:
+            args += ["--requirepass", self.password]
         self.proc = Proc(args, self.tmpdir, name="redis-%d" % self.port)
 
         def ready():
@@ -310,7 +315,8 @@ class Redis:
                     % (self.port, self.proc.returncode, _tail(self.proc.out_path))
                 )
             try:
-                with redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1) as c:
+                with redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1,
+                                 password=self.password) as c:
                     return c.ping()
             except redis.exceptions.ConnectionError:
                 return False
@@ -319,7 +325,7 @@ class Redis:
 
     def client(self, **kwargs):
         """A redis.Redis on this server (db 0 unless db= is given)."""
-        kw = {"host": "127.0.0.1", "port": self.port, "db": 0}
+        kw = {"host": "127.0.0.1", "port": self.port, "db": 0, "password": self.password}
         kw.update(kwargs)
         return redis.Redis(**kw)
 

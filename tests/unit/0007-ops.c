@@ -1,4 +1,4 @@
-/* 0007-ops.c: secrets and their redaction, debug contexts. */
+/* 0007-ops.c: secrets and their redaction, debug contexts, the metrics text and /readyz rule. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 
 /* ---------------------------------------------------------------- secrets */
 
@@ -136,13 +137,104 @@ static void test_debug_contexts(void **state)
         eddy_conf_free(eddy_rt_props, &rt);
 }
 
+/* ---------------------------------------------------------------- metrics */
+
+static int64_t fake_hi[4] = {-1, -1, -1, -1}, fake_lo[4] = {0, 0, 0, 0};
+
+static void fake_watermarks(void *opaque, const char *topic, int32_t p, int64_t *lo, int64_t *hi)
+{
+        *lo = fake_lo[p];
+        *hi = fake_hi[p];
+}
+
+static void test_readyz_rule(void **state)
+{
+        eddy_logger_t lg = {.level = LOG_ERR};
+        eddy_metrics_t *m = eddy_metrics_new("j", "p", 10, &lg);
+        eddy_metrics_sources_t src = {fake_watermarks, NULL, NULL};
+        eddy_metrics_sources(m, &src);
+        char why[600];
+        assert_int_equal(eddy_metrics_ready(m, why, sizeof(why)), 0);
+        assert_non_null(strstr(why, "starting"));
+
+        eddy_metrics_part_t parts[2] = {{"t", 0, 1, 0, 100},
+                                        {"t", 1, 1, 0, EDDY_METRICS_POS_START}};
+        eddy_metrics_publish(m, parts, 0, 0, 0);
+        assert_int_equal(eddy_metrics_ready(m, why, sizeof(why)), 0);
+        assert_string_equal(why, "no partitions assigned");
+
+        eddy_metrics_publish(m, parts, 2, 0, 0);
+        assert_int_equal(eddy_metrics_ready(m, why, sizeof(why)), 0);
+        assert_non_null(strstr(why, "2 of 2 partitions not caught up, first t/0: lag not known"));
+
+        fake_hi[0] = 110; /* lag 10: within */
+        fake_hi[1] = 5;   /* from the log start at 3: lag 2 */
+        fake_lo[1] = 3;
+        assert_int_equal(eddy_metrics_ready(m, why, sizeof(why)), 1);
+        assert_non_null(strstr(why, "ready: 2 partitions assigned, max lag 10"));
+
+        fake_hi[0] = 111;
+        assert_int_equal(eddy_metrics_ready(m, why, sizeof(why)), 0);
+        assert_non_null(strstr(why, "t/0: lag 11 > ready.max.lag=10"));
+
+        fake_lo[0] = 105; /* retention passed the position: lag from the log start */
+        assert_int_equal(eddy_metrics_ready(m, why, sizeof(why)), 1);
+
+        eddy_metrics_publish(m, parts, 2, 0, 1);
+        assert_int_equal(eddy_metrics_ready(m, why, sizeof(why)), 0);
+        assert_string_equal(why, "stopping");
+        eddy_metrics_destroy(m);
+}
+
+static void test_render(void **state)
+{
+        eddy_logger_t lg = {.level = LOG_ERR};
+        eddy__log_secret(&lg, "hunter2", 7);
+        eddy_metrics_t *m = eddy_metrics_new("j\"ob", "p", 0, &lg);
+        eddy_metrics_observe(m, EDDY_MH_BATCH, 0.0005);
+        eddy_metrics_observe(m, EDDY_MH_BATCH, 0.3);
+        eddy_metrics_observe(m, EDDY_MH_BATCH, 100);
+        eddy_metrics_label_add(m, EDDY_ML_DEAD_LETTERS, "hunter2", 2);
+        eddy_metrics_label_add(m, EDDY_ML_DEAD_LETTERS, "json", 1);
+        for (int i = 0; i < 100; i++) { /* past the label limit: "other" */
+                char l[16];
+                snprintf(l, sizeof(l), "r%d", i);
+                eddy_metrics_label_add(m, EDDY_ML_DEAD_LETTERS, l, 1);
+        }
+        char err[128];
+        eddy_counter_t *c = eddy__metrics_counter_new(m, "late_events", "late", err, sizeof(err));
+        assert_non_null(c);
+        eddy_counter_add(c, 3);
+        assert_null(eddy__metrics_counter_new(m, "late_events", "again", err, sizeof(err)));
+        assert_null(eddy__metrics_counter_new(m, "Bad-Name", "x", err, sizeof(err)));
+        assert_null(eddy__metrics_counter_new(m, "batches", "x", err, sizeof(err)));
+        size_t len;
+        char *t = eddy_metrics_render(m, &len);
+        assert_int_equal(strlen(t), len);
+        assert_non_null(strstr(t, "eddy_info{job=\"j\\\"ob\",processor=\"p\"} 1\n"));
+        assert_non_null(strstr(t, "eddy_batch_duration_seconds_bucket{le=\"0.001\"} 1\n"));
+        assert_non_null(strstr(t, "eddy_batch_duration_seconds_bucket{le=\"0.5\"} 2\n"));
+        assert_non_null(strstr(t, "eddy_batch_duration_seconds_bucket{le=\"30\"} 2\n"));
+        assert_non_null(strstr(t, "eddy_batch_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert_non_null(strstr(t, "eddy_batch_duration_seconds_count 3\n"));
+        assert_non_null(strstr(t, "eddy_dead_letters_total{reason=\"json\"} 1\n"));
+        assert_non_null(strstr(t, "eddy_dead_letters_total{reason=\"other\"} 38\n"));
+        assert_non_null(strstr(t, "eddy_dead_letters_total{reason=\"[redacted]\"} 2\n"));
+        assert_non_null(
+            strstr(t, "# TYPE eddy_late_events_total counter\neddy_late_events_total 3\n"));
+        assert_non_null(strstr(t, "eddy_sink_retries_total{sink=\"redis\"} 0\n"));
+        assert_null(strstr(t, "hunter2"));
+        free(t);
+        eddy_metrics_destroy(m);
+        eddy__log_free(&lg);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_secret_keys),
-            cmocka_unit_test(test_conf_secrets),
-            cmocka_unit_test(test_redact),
-            cmocka_unit_test(test_debug_contexts),
+            cmocka_unit_test(test_secret_keys), cmocka_unit_test(test_conf_secrets),
+            cmocka_unit_test(test_redact),      cmocka_unit_test(test_debug_contexts),
+            cmocka_unit_test(test_readyz_rule), cmocka_unit_test(test_render),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
