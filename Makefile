@@ -34,9 +34,9 @@ UNIT_BIN = $(UNIT_SRC:%.c=$(BUILD)/%)
 # Debian packages the build, the tests and the demo need.
 DEB_PKGS = build-essential pkg-config librdkafka-dev librocksdb-dev libjansson-dev libhiredis-dev \
            libcurl4-openssl-dev libmicrohttpd-dev libcmocka-dev redis-server kcat python3 \
-           python3-confluent-kafka python3-redis
+           python3-confluent-kafka python3-redis python3-yaml
 
-.PHONY: all deps test unit-bins demo bench bench-wf docs clean fmt fmt-check
+.PHONY: all deps print-deb-pkgs test unit-bins demo bench bench-wf docs clean fmt fmt-check
 all: $(BUILD)/eddy
 
 deps:
@@ -48,6 +48,10 @@ deps:
 	    $$SUDO apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || exit 1; \
 	fi
+
+# The list the Dockerfile's build stage installs (tests/integration/test_compose.py compares).
+print-deb-pkgs:
+	@echo $(DEB_PKGS)
 
 $(BUILD)/eddy: $(OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
