@@ -2,8 +2,9 @@
  *
  * The consumer loop, the committer thread and the processor update the numbers here; a
  * libmicrohttpd thread renders them. Everything but the processors' counters (atomics) is
- * under one mutex, held only to copy or add a number, never while anything waits: a scrape
- * can not slow the consumer loop down beyond that. */
+ * under one mutex, held to add or copy a number, and by a scrape while it formats the text
+ * (about 60 us with 4 partitions, 240 us with 64), never while anything waits: a scrape
+ * delays the consumer loop by that much at most. */
 #include "metrics.h"
 
 #include <arpa/inet.h>

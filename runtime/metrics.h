@@ -114,8 +114,8 @@ void eddy_metrics_destroy(eddy_metrics_t *m);
 
 /**
  * @brief Serves /metrics, /healthz and /readyz on @p address (IPv4) : @p port from a thread of
- *        libmicrohttpd's. Requests only read a snapshot under a mutex held for microseconds,
- *        so they never hold up the consumer loop.
+ *        libmicrohttpd's. A request holds the metrics' mutex only while it formats the text
+ *        (tens to hundreds of microseconds), never while waiting for anything.
  * @returns 0, or -1 with @p errstr (address in use, bad address).
  */
 int eddy_metrics_serve(eddy_metrics_t *m, const char *address, int port, char *errstr,

@@ -3,7 +3,7 @@
 The compose file parses; every service has what it needs; every eddy job's image, command, job
 file, state volume, metrics port and topics agree with the repository and with each other; the
 Dockerfile's build stage installs exactly `make deps`'s packages and its runtime stage exactly
-the run-time packages of the libraries eddy links.
+the run-time packages of the libraries eddy links; the README says how to run it.
 """
 import importlib.util
 import json
@@ -255,3 +255,13 @@ def test_dockerfile_packages(eddy, tmp):
         if l.upper().startswith("COPY "):
             assert os.path.exists(os.path.join(ROOT, l.split()[1])), l
 
+
+def test_readme_says_how(eddy, tmp):
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    assert "docker compose up --build" in readme
+    c = load_compose()
+    for name in ("likes", "features"):
+        host = c["services"][name]["ports"][0].split(":")[0]
+        assert "localhost:%s/metrics" % host in readme, name
+    assert "/readyz" in readme and "ready.max.lag" in readme
+    assert "SCRAM-SHA-512" in readme and "SASL_SSL" in readme
