@@ -217,3 +217,60 @@ def test_warehouse_crash_clickhouse_restart_lake(eddy, tmp):
     assert "table default.bad_like_membership column ts: expected Int64, found type String" \
         in p.stderr, p.stderr[-2000:]
     ch.stop()
+
+
+def test_window_features_feature_log(eddy, tmp):
+    """window-features' feature_update rows in ClickHouse are exactly the records of its output
+    topic, matched by (partition, position, entity): the same clock and features, deletions
+    (tombstones) as rows with deleted=1 and features {}. (The row and the record of one
+    update take consecutive seqs of the partition's counter, so their _seq differ.)"""
+    broker = harness.DevBroker(eddy, {"activity": 4}, tmp)
+    redis = harness.Redis(tmp)
+    ch = harness.ClickHouse(tmp)
+    rnd = random.Random(3)
+    recs = []
+    ts = 1_700_000_000_000
+    for i in range(6000):
+        ts += rnd.randrange(0, 2000)
+        user = "u%d" % rnd.randrange(300)
+        ev = {"event_id": "e%d" % i, "user_id": user, "item_id": "i%d" % rnd.randrange(50),
+              "type": rnd.choice(["click", "view", "watch"]), "value": rnd.randrange(100),
+              "ts": ts - rnd.randrange(0, 3000)}
+        recs.append((user.encode(), json.dumps(ev).encode()))
+    harness.produce(broker.bootstrap, "activity", recs)
+    job = {
+        "processor": "window-features", "job.name": "wf-wh", "input.topics": ["activity"],
+        "state.dir": os.path.join(tmp, "state-wf"), "state.sync": False,
+        "batch.max.events": 700, "redis.url": redis.url, "output.topic": "features-out",
+        "features": [{"name": "clicks", "agg": "count", "types": "click", "windows": ["1m"]},
+                     {"name": "watch", "agg": "sum", "types": "watch", "windows": ["2m/10s"]},
+                     {"name": "items", "agg": "distinct", "windows": ["5m"]},
+                     {"name": "recent", "agg": "last_n", "n": 3, "windows": ["5m"]}],
+        "warehouse": "clickhouse", "warehouse.url": ch.url,
+        "kafka": {"bootstrap.servers": broker.bootstrap},
+    }
+    path = os.path.join(tmp, "wf.json")
+    with open(path, "w") as fp:
+        json.dump(job, fp)
+    p = subprocess.run([eddy, "run", "window-features", "-c", path, "--from", "earliest",
+                        "--until", "end", "--no-progress"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    topic = {}
+    for part, off, key, val, hdrs in harness.consume_all(broker.bootstrap, "features-out"):
+        src = dict(hdrs)["eddy.src"].decode()
+        t, pp, pos, seq = src.rsplit("/", 3)
+        v = json.loads(val) if val is not None else None
+        topic[(t, int(pp), int(pos), key.decode())] = (
+            v["ts"] if v else None, 0 if v else 1, v["features"] if v else {})
+    rows = {}
+    for r in ch_rows(ch, "SELECT * FROM feature_update FINAL"):
+        rows[(r["_topic"], r["_partition"], int(r["_offset"]), r["entity"])] = (
+            int(r["ts"]), r["deleted"], json.loads(r["features"]))
+    assert len(topic) > 500 and any(v[1] for v in topic.values()), len(topic)
+    # a tombstone carries no clock: compare it without
+    got = {k: v if not v[1] else (None, 1, v[2]) for k, v in rows.items()}
+    assert got == topic, "%d rows, %d records; first differences %s" % (
+        len(got), len(topic), [(k, got.get(k), topic.get(k)) for k in sorted(set(got) | set(topic))
+                               if got.get(k) != topic.get(k)][:3])
+    ch.stop()
