@@ -773,80 +773,64 @@ int eddy_ch_max_pos(eddy_ch_t *ch, const eddy_wh_table_t *t, const char *topic, 
         return 0;
 }
 
-static void json_esc(eddy_wbuf_t *b, const char *s, size_t n)
+static void le(eddy_wbuf_t *b, uint64_t v, int n)
 {
-        eddy_wbuf_put(b, "\"", 1);
-        size_t run = 0;
-        for (size_t i = 0; i < n; i++) {
-                unsigned char c = (unsigned char)s[i];
-                if (c >= 0x20 && c != '"' && c != '\\')
-                        continue;
-                eddy_wbuf_put(b, s + run, i - run);
-                char e[8];
-                if (c == '"' || c == '\\')
-                        snprintf(e, sizeof(e), "\\%c", c);
-                else
-                        snprintf(e, sizeof(e), "\\u%04x", c);
-                eddy_wbuf_put(b, e, strlen(e));
-                run = i + 1;
-        }
-        eddy_wbuf_put(b, s + run, n - run);
-        eddy_wbuf_put(b, "\"", 1);
+        unsigned char o[8];
+        for (int i = 0; i < n; i++, v >>= 8)
+                o[i] = (unsigned char)v;
+        eddy_wbuf_put(b, o, (size_t)n);
 }
 
-/* One row as a JSONEachRow line. @returns -1 if the body does not match the schema. */
-static int row_json(const eddy_wh_table_t *t, const eddy_wh_row_t *row, eddy_wbuf_t *b)
+/* One row in ClickHouse's RowBinary: the columns in order, little-endian numbers, strings as
+ * LEB128 length and bytes, Nullable as a null byte then the value. @returns -1 if the body
+ * does not match the schema. */
+static int row_binary(const eddy_wh_table_t *t, const eddy_wh_row_t *row, eddy_wbuf_t *b)
 {
         rd_t r = {row->body, row->body + row->len, 0};
-        eddy_wbuf_put(b, "{", 1);
         for (int i = 0; i < t->ncols && !r.bad; i++) {
                 const eddy_wh_col_t *c = &t->cols[i];
-                if (i)
-                        eddy_wbuf_put(b, ",", 1);
-                json_esc(b, c->name, strlen(c->name));
-                eddy_wbuf_put(b, ":", 1);
-                if (c->nullable && rd_long(&r) == 0) {
-                        eddy_wbuf_put(b, "null", 4);
-                        continue;
+                if (c->nullable) {
+                        int null = rd_long(&r) == 0;
+                        le(b, null, 1);
+                        if (null)
+                                continue;
                 }
-                char num[40];
                 size_t n;
                 const char *s;
                 switch (c->type) {
                 case EDDY_WH_STRING:
                         s = rd_str(&r, &n);
-                        json_esc(b, s, n);
+                        for (uint64_t v = n;; v >>= 7) {
+                                unsigned char u = (unsigned char)(v & 0x7f) | (v > 0x7f ? 0x80 : 0);
+                                eddy_wbuf_put(b, &u, 1);
+                                if (v <= 0x7f)
+                                        break;
+                        }
+                        eddy_wbuf_put(b, s, n);
                         break;
                 case EDDY_WH_LONG:
-                case EDDY_WH_INT:
-                        snprintf(num, sizeof(num), "%" PRId64, rd_long(&r));
-                        eddy_wbuf_put(b, num, strlen(num));
+                        le(b, (uint64_t)rd_long(&r), 8);
                         break;
-                case EDDY_WH_DOUBLE: {
+                case EDDY_WH_INT:
+                        le(b, (uint64_t)rd_long(&r), 4);
+                        break;
+                case EDDY_WH_DOUBLE:
                         if (r.end - r.p < 8) {
                                 r.bad = 1;
                                 break;
                         }
-                        uint64_t u = 0;
-                        for (int k = 7; k >= 0; k--)
-                                u = (u << 8) | r.p[k];
+                        eddy_wbuf_put(b, r.p, 8); /* Avro doubles are little-endian too */
                         r.p += 8;
-                        double d;
-                        memcpy(&d, &u, 8);
-                        snprintf(num, sizeof(num), "%.17g", d);
-                        eddy_wbuf_put(b, num, strlen(num));
                         break;
-                }
                 case EDDY_WH_BOOLEAN:
                         if (r.p >= r.end) {
                                 r.bad = 1;
                                 break;
                         }
-                        eddy_wbuf_put(b, *r.p++ ? "1" : "0", 1);
+                        le(b, *r.p++ ? 1 : 0, 1);
                         break;
                 }
         }
-        eddy_wbuf_put(b, "}\n", 2);
         return r.bad || r.p != r.end ? -1 : 0;
 }
 
@@ -879,7 +863,7 @@ int eddy_ch_insert(eddy_ch_t *ch, const eddy_wh_table_t *t, const eddy_wh_row_t 
         eddy_wbuf_t body = {0}, gz = {0}, q = {0};
         int rc = 0;
         for (size_t i = 0; i < nrows && !rc; i++)
-                if (row_json(t, &rows[i], &body)) {
+                if (row_binary(t, &rows[i], &body)) {
                         snprintf(errstr, errstr_size,
                                  "warehouse table %s: a row of partition %" PRId32
                                  " offset %" PRId64 " does not match schemas/%s.avsc",
@@ -893,7 +877,7 @@ int eddy_ch_insert(eddy_ch_t *ch, const eddy_wh_table_t *t, const eddy_wh_row_t 
         if (!rc) {
                 eddy_wbuf_put(&q, "INSERT INTO ", 12);
                 table_name(ch, t, &q);
-                eddy_wbuf_put(&q, " FORMAT JSONEachRow", 20);
+                eddy_wbuf_put(&q, " FORMAT RowBinary", 18);
                 char what[600];
                 snprintf(what, sizeof(what), "insert %zu rows into %s", nrows, t->name);
                 rc = ch_request(ch, (const char *)q.p, gz.p, gz.len, 1, what, errstr, errstr_size);

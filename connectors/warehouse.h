@@ -106,7 +106,7 @@ int eddy_ch_prepare(eddy_ch_t *ch, const eddy_wh_table_t *t, char *errstr, size_
 /** The highest (_offset, _seq) stored for (@p topic, @p partition); (-1, -1) if none. */
 int eddy_ch_max_pos(eddy_ch_t *ch, const eddy_wh_table_t *t, const char *topic, int32_t partition,
                     int64_t *pos, int64_t *seq, char *errstr, size_t errstr_size);
-/** One INSERT ... FORMAT JSONEachRow of @p rows, gzip'd: one block, atomic. */
+/** One INSERT ... FORMAT RowBinary of @p rows, gzip'd: one block, atomic. */
 int eddy_ch_insert(eddy_ch_t *ch, const eddy_wh_table_t *t, const eddy_wh_row_t *rows, size_t nrows,
                    char *errstr, size_t errstr_size);
 
