@@ -216,6 +216,15 @@ def test_warehouse_crash_clickhouse_restart_lake(eddy, tmp):
     assert p.returncode == 1, (p.returncode, p.stderr[-2000:])
     assert "table default.bad_like_membership column ts: expected Int64, found type String" \
         in p.stderr, p.stderr[-2000:]
+
+    # A wrong password stops the job too (a retry will not fix it), and is never printed.
+    secret = "Zq9-not-in-logs"
+    p = subprocess.run([eddy, "run", "like-counter", "-c", job_ch, "--from", "earliest",
+                        "--until", "end", "--no-progress", "-X", "state.dir=" + tmp + "/state-pw",
+                        "-X", "warehouse.password=" + secret],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert p.returncode == 1 and "Wrong password" in p.stderr, (p.returncode, p.stderr[-2000:])
+    assert secret not in p.stdout + p.stderr
     ch.stop()
 
 
