@@ -2495,16 +2495,18 @@ int eddy_runtime_run(const eddy_job_args_t *a)
                 eddy_redis_stats(ctx.redis, &rs);
         eddy_state_stats_t ss;
         eddy_state_stats(ctx.st, &ss);
-        eddy__log(
-            &ctx.lg, LOG_NOTICE, "RUN",
-            "stopped: events=%" PRId64 " dead_lettered=%" PRId64 " batches=%" PRId64
-            " state_write_ms=%" PRId64 " deliver_ms=%" PRId64 " backpressure_ms=%" PRId64
-            " poll_ms=%" PRId64 " redis_chunks_applied=%" PRId64 " redis_chunks_fenced=%" PRId64
-            " redis_retries=%" PRId64 " cache_hits=%" PRId64 " cache_misses=%" PRId64
-            " cache_evictions=%" PRId64 " kafka_outputs=%" PRId64 "%s",
-            ctx.events_in, ctx.events_dlq, ctx.batches, ctx.write_ms, ctx.deliver_ms, ctx.wait_ms,
-            ctx.poll_ms, rs.chunks_applied, rs.chunks_fenced, rs.retries, ss.cache_hits,
-            ss.cache_misses, ss.evictions, ctx.events_out, failed ? " (on an error)" : "");
+        eddy__log(&ctx.lg, LOG_NOTICE, "RUN",
+                  "stopped: events=%" PRId64 " dead_lettered=%" PRId64 " batches=%" PRId64
+                  " state_write_ms=%" PRId64 " deliver_ms=%" PRId64 " backpressure_ms=%" PRId64
+                  " poll_ms=%" PRId64 " redis_chunks_applied=%" PRId64
+                  " redis_chunks_fenced=%" PRId64 " redis_retries=%" PRId64 " cache_hits=%" PRId64
+                  " cache_misses=%" PRId64 " cache_evictions=%" PRId64 " kafka_outputs=%" PRId64
+                  " warehouse_rows=%" PRId64 " warehouse_rows_delivered=%" PRId64
+                  " warehouse_retries=%" PRId64 "%s",
+                  ctx.events_in, ctx.events_dlq, ctx.batches, ctx.write_ms, ctx.deliver_ms,
+                  ctx.wait_ms, ctx.poll_ms, rs.chunks_applied, rs.chunks_fenced, rs.retries,
+                  ss.cache_hits, ss.cache_misses, ss.evictions, ctx.events_out, ctx.rows_out,
+                  ctx.rows_delivered, ctx.wh_retries, failed ? " (on an error)" : "");
         rc = failed || ctx.fatal ? 1 : 0;
 out:
         ctx_free(&ctx);
