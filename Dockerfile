@@ -8,8 +8,9 @@ FROM debian:bookworm AS build
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         build-essential pkg-config librdkafka-dev librocksdb-dev libjansson-dev libhiredis-dev \
-        libcurl4-openssl-dev libmicrohttpd-dev libcmocka-dev redis-server kcat python3 \
-        python3-confluent-kafka python3-redis python3-yaml \
+        libcurl4-openssl-dev libavro-dev zlib1g-dev libmicrohttpd-dev libcmocka-dev redis-server \
+        kcat python3 python3-confluent-kafka python3-redis python3-yaml python3-avro avro-bin \
+        clickhouse-server clickhouse-client \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
@@ -24,7 +25,8 @@ FROM debian:bookworm-slim AS runtime
 # the run-time packages of the libraries in the Makefile's LIBS
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        librdkafka1 librocksdb7.8 libjansson4 libhiredis0.14 libcurl4 libmicrohttpd12 \
+        librdkafka1 librocksdb7.8 libjansson4 libhiredis0.14 libcurl4 libavro23 zlib1g \
+        libmicrohttpd12 \
         ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/eddy --shell /usr/sbin/nologin eddy \

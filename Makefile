@@ -10,7 +10,7 @@ SANITIZER ?=
 OPT      ?= -O2
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -g $(OPT) -MMD -MP \
               -I. -Iruntime -Istate -Iconnectors -Iprocessors -Ischemas
-LIBS     = -lrdkafka -lrocksdb -lhiredis -ljansson -lcurl -lmicrohttpd -lm -lpthread
+LIBS     = -lrdkafka -lrocksdb -lhiredis -ljansson -lcurl -lavro -lz -lmicrohttpd -lm -lpthread
 
 ifeq ($(SANITIZER),)
 BUILD    = build
@@ -26,17 +26,20 @@ CFLAGS  = $(CFLAGS_BASE) $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS = $(SANFLAGS)
 
 SRC      = $(wildcard runtime/*.c state/*.c connectors/*.c processors/*.c schemas/*.c)
-OBJ      = $(SRC:%.c=$(BUILD)/%.o)
+OBJ      = $(SRC:%.c=$(BUILD)/%.o) $(BUILD)/schemas_embedded.o
+AVSC     = $(sort $(wildcard schemas/*.avsc))
 LIBOBJ   = $(filter-out $(BUILD)/runtime/main.o,$(OBJ))
 UNIT_SRC = $(wildcard tests/unit/*.c)
 UNIT_BIN = $(UNIT_SRC:%.c=$(BUILD)/%)
 
 # Debian packages the build, the tests and the demo need.
 DEB_PKGS = build-essential pkg-config librdkafka-dev librocksdb-dev libjansson-dev libhiredis-dev \
-           libcurl4-openssl-dev libmicrohttpd-dev libcmocka-dev redis-server kcat python3 \
-           python3-confluent-kafka python3-redis python3-yaml
+           libcurl4-openssl-dev libavro-dev zlib1g-dev libmicrohttpd-dev libcmocka-dev redis-server \
+           kcat python3 python3-confluent-kafka python3-redis python3-yaml python3-avro avro-bin \
+           clickhouse-server clickhouse-client
 
-.PHONY: all deps print-deb-pkgs test unit-bins demo bench bench-wf docs clean fmt fmt-check
+.PHONY: all deps print-deb-pkgs test unit-bins demo bench bench-wf bench-warehouse docs clean fmt \
+        fmt-check
 all: $(BUILD)/eddy
 
 deps:
@@ -55,6 +58,19 @@ print-deb-pkgs:
 
 $(BUILD)/eddy: $(OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# schemas/*.avsc, built into the binary as C strings (warehouse tables)
+$(BUILD)/schemas_embedded.c: $(AVSC) Makefile
+	@mkdir -p $(dir $@)
+	@{ echo '/* generated from the schemas/ .avsc files by the Makefile */'; \
+	  echo 'typedef struct { const char *name, *json; } eddy__schema_src_t;'; \
+	  echo 'const eddy__schema_src_t eddy__schemas[] = {'; \
+	  for f in $(AVSC); do n=$$(basename $$f .avsc); printf '{"%s",\n' $$n; \
+	    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $$f; echo '},'; done; \
+	  echo '{0, 0}};'; } > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/schemas_embedded.o: $(BUILD)/schemas_embedded.c
+	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -81,6 +97,9 @@ bench: deps all
 
 bench-wf: deps all
 	/usr/bin/python3 bench/window_features.py
+
+bench-warehouse: deps all
+	/usr/bin/python3 bench/warehouse.py
 
 docs: all
 	$(BUILD)/eddy like-counter --list-config --markdown > docs/config.md

@@ -5,7 +5,10 @@
  *   'c' post_id               ->  count, 8 bytes big-endian (absent when 0)
  * A like of a member, an unlike of a non-member, a replayed or duplicated event: no change.
  * Each flush writes one absolute value per changed post: SET likes:<post> <count>, or DEL
- * when the count is 0. Reconciliation recounts the membership set. */
+ * when the count is 0. Reconciliation recounts the membership set.
+ * Warehouse rows (docs/warehouse.md), for each change of the set: like_membership (the
+ * change) and like_count (the post's count right after it). Both follow from the event
+ * alone, so a replay makes the same rows whatever its batches. */
 #include "eddy.h"
 #include "json.h"
 #include "keyset.h"
@@ -37,6 +40,10 @@ typedef struct lc_s {
 } lc_t;
 
 enum { F_EVENT_ID, F_USER_ID, F_POST_ID, F_ACTION, F_TS, NFIELDS };
+
+/* Warehouse tables, in the order of lc_tables. */
+enum { T_MEMBERSHIP, T_COUNT };
+static const char *const lc_tables[] = {"like_membership", "like_count", NULL};
 static const char *const fields[NFIELDS] = {"event_id", "user_id", "post_id", "action", "ts"};
 
 static void put_be64(unsigned char *p, int64_t v)
@@ -186,8 +193,22 @@ static int lc_process(void *self, eddy_ctx_t *ctx, const eddy_msg_t *msg)
         if (count_get(ctx, p, ck, cklen, &count) < 0)
                 return EDDY_ERR_STATE;
         count += like ? 1 : -1;
-        count_put(ctx, p, ck, cklen, count < 0 ? 0 : count);
+        if (count < 0)
+                count = 0;
+        count_put(ctx, p, ck, cklen, count);
         eddy_keyset_add(lc->changed, p, post, (size_t)pl);
+        eddy_row_t *row = eddy_row_begin(ctx, p, T_MEMBERSHIP, ts);
+        eddy_row_string(row, post, (size_t)pl);
+        eddy_row_string(row, user, (size_t)ul);
+        eddy_row_bool(row, like);
+        eddy_row_string(row, event, (size_t)el);
+        eddy_row_long(row, ts);
+        eddy_row_end(row);
+        row = eddy_row_begin(ctx, p, T_COUNT, ts);
+        eddy_row_string(row, post, (size_t)pl);
+        eddy_row_long(row, count);
+        eddy_row_long(row, ts);
+        eddy_row_end(row);
         return 0;
 }
 
@@ -338,4 +359,5 @@ const eddy_processor_t eddy_like_counter = {
     .flush = lc_flush,
     .reconcile = lc_reconcile,
     .close = lc_close,
+    .tables = lc_tables,
 };

@@ -1600,7 +1600,48 @@ static int ent_cmp(const void *a, const void *b)
         return x->idlen < y->idlen ? -1 : x->idlen > y->idlen;
 }
 
-/* Writes one entity: state, Redis and the output topic. */
+/* {"entity":..,"ts":..,"features":{..}} (with @p whole) or just the features object, built
+ * in buf after the hash fields; @returns its offset in buf (it ends at wf->blen). */
+static size_t features_json(wf_t *wf, const went_t *e, int64_t c, const hf_t *hf, size_t n,
+                            int whole)
+{
+        size_t start = wf->blen;
+        if (whole) {
+                char num[32];
+                out_str(wf, "{\"entity\":");
+                out_json_str(wf, e->id, e->idlen);
+                snprintf(num, sizeof(num), ",\"ts\":%" PRId64 ",\"features\":", c);
+                out_str(wf, num);
+        }
+        out_str(wf, "{");
+        for (size_t i = 0; i < n; i++) {
+                if (i)
+                        out_str(wf, ",");
+                out_json_str(wf, wf->buf + hf[i].noff, hf[i].nlen);
+                out_str(wf, ":");
+                out_put(wf, wf->buf + hf[i].voff, hf[i].vlen);
+        }
+        out_str(wf, whole ? "}}" : "}");
+        return start;
+}
+
+/* The warehouse row of an entity's update (feature_update), if the job writes one. */
+static void feature_row(wf_t *wf, eddy_ctx_t *ctx, const went_t *e, int64_t c, const hf_t *hf,
+                        size_t n)
+{
+        eddy_row_t *row = eddy_row_begin(ctx, e->partition, 0, c);
+        if (!row)
+                return;
+        size_t start = features_json(wf, e, c, hf, n, 0);
+        eddy_row_string(row, e->id, e->idlen);
+        eddy_row_long(row, c);
+        eddy_row_bool(row, n == 0);
+        eddy_row_string(row, wf->buf + start, wf->blen - start);
+        eddy_row_end(row);
+        wf->blen = start;
+}
+
+/* Writes one entity: state, Redis, the output topic and the warehouse. */
 static void emit(wf_t *wf, eddy_ctx_t *ctx, went_t *e, int64_t c, hf_t *hf, eddy_hfield_t *ef)
 {
         const wf_conf_t *cf = wf->conf;
@@ -1620,6 +1661,8 @@ static void emit(wf_t *wf, eddy_ctx_t *ctx, went_t *e, int64_t c, hf_t *hf, eddy
                 if (cf->output_topic && *cf->output_topic && e->existed)
                         eddy_out_kafka(ctx, e->partition, cf->output_topic, e->id, e->idlen, NULL,
                                        0);
+                if (e->existed)
+                        feature_row(wf, ctx, e, c, hf, 0);
                 free(rk);
                 return;
         }
@@ -1629,24 +1672,11 @@ static void emit(wf_t *wf, eddy_ctx_t *ctx, went_t *e, int64_t c, hf_t *hf, eddy
         eddy_out_redis_hash(ctx, e->partition, rk, plen + e->idlen, ef, n, cf->ttl_ms);
         free(rk);
         if (cf->output_topic && *cf->output_topic) {
-                /* {"entity":..,"ts":..,"features":{..}}: built after the hash fields in buf */
-                size_t start = wf->blen;
-                char num[32];
-                out_str(wf, "{\"entity\":");
-                out_json_str(wf, e->id, e->idlen);
-                snprintf(num, sizeof(num), ",\"ts\":%" PRId64 ",\"features\":{", c);
-                out_str(wf, num);
-                for (size_t i = 0; i < n; i++) {
-                        if (i)
-                                out_str(wf, ",");
-                        out_json_str(wf, wf->buf + hf[i].noff, hf[i].nlen);
-                        out_str(wf, ":");
-                        out_put(wf, wf->buf + hf[i].voff, hf[i].vlen);
-                }
-                out_str(wf, "}}");
+                size_t start = features_json(wf, e, c, hf, n, 1);
                 eddy_out_kafka(ctx, e->partition, cf->output_topic, e->id, e->idlen,
                                wf->buf + start, wf->blen - start);
         }
+        feature_row(wf, ctx, e, c, hf, n);
         encode(wf, e);
         eddy_state_put(ctx, e->partition, kb, e->idlen + 1, wf->enc, wf->elen);
         if (e->due >= 0 && (!e->existed || e->due != e->loaded_due)) {
@@ -1795,6 +1825,9 @@ static int wf_init(eddy_ctx_t *ctx, const void *conf, void **selfp, char *errstr
         return 0;
 }
 
+/* Warehouse tables: the feature log (docs/warehouse.md). */
+static const char *const wf_tables[] = {"feature_update", NULL};
+
 const eddy_processor_t eddy_window_features = {
     .abi_version = EDDY_ABI_VERSION,
     .name = "window-features",
@@ -1806,4 +1839,5 @@ const eddy_processor_t eddy_window_features = {
     .process = wf_process,
     .flush = wf_flush,
     .close = wf_close,
+    .tables = wf_tables,
 };

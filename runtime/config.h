@@ -28,6 +28,14 @@ typedef struct eddy_rtconf_s {
         int64_t metrics_port;
         char *metrics_address;
         int64_t ready_max_lag;
+        char *warehouse;
+        eddy_strlist_t warehouse_tables;
+        char *warehouse_dir;
+        int64_t warehouse_roll_rows, warehouse_roll_bytes, warehouse_roll_ms;
+        char *warehouse_url, *warehouse_user, *warehouse_password, *warehouse_database;
+        char *warehouse_table_prefix;
+        int warehouse_create;
+        int64_t warehouse_timeout_ms;
         eddy_strlist_t kafka; /* "key=value" pairs for rd_kafka_conf_set, in order */
 } eddy_rtconf_t;
 

@@ -137,6 +137,28 @@ void eddy_out_redis_hash(eddy_ctx_t *ctx, int32_t partition, const void *key, si
 void eddy_out_kafka(eddy_ctx_t *ctx, int32_t partition, const char *topic, const void *key,
                     size_t klen, const void *val, size_t vlen);
 
+/* ---- warehouse rows (docs/warehouse.md) ----
+ *
+ * A row of one of the processor's tables (eddy_processor_t.tables, each schemas/<table>.avsc),
+ * built column by column in the schema's order, without the last four columns (_topic,
+ * _partition, _offset, _seq): the runtime adds them, naming the input position that made the
+ * row. Rows are committed with the batch and delivered after it, exactly once. */
+typedef struct eddy_row_s eddy_row_t;
+/**
+ * @brief Starts a row of table number @p table (index into eddy_processor_t.tables) for
+ *        input partition @p partition; @p event_ts (epoch ms) places it in the lake's hours.
+ * @returns NULL when the job writes no warehouse or not this table: the eddy_row_* calls
+ *          below take NULL and do nothing, so a processor need not check.
+ */
+eddy_row_t *eddy_row_begin(eddy_ctx_t *ctx, int32_t partition, int table, int64_t event_ts);
+void eddy_row_string(eddy_row_t *row, const void *s, size_t n);
+void eddy_row_long(eddy_row_t *row, int64_t v); /* a long or an int column */
+void eddy_row_double(eddy_row_t *row, double v);
+void eddy_row_bool(eddy_row_t *row, int v);
+void eddy_row_null(eddy_row_t *row); /* a ["null", T] column */
+/** Ends the row; a column missing or of the wrong type stops the job (a processor bug). */
+void eddy_row_end(eddy_row_t *row);
+
 /** Whether input partition number @p partition is assigned to this instance (any topic). */
 int eddy_partition_assigned(eddy_ctx_t *ctx, int32_t partition);
 
@@ -189,6 +211,8 @@ typedef struct eddy_processor_s {
         int (*reconcile)(void *self, eddy_ctx_t *ctx, int32_t partition,
                          eddy_reconcile_stats_t *stats);
         void (*close)(void *self);
+        /** Warehouse tables it writes, NULL-terminated (schemas/<name>.avsc); may be NULL. */
+        const char *const *tables;
 } eddy_processor_t;
 
 #endif

@@ -44,11 +44,15 @@ typedef enum {
         X(EVENTS_OUT, "eddy_events_out_total", "topic",                                            \
           "Kafka records delivered (outputs and dead letters), by topic", NULL)                    \
         X(SINK_ERRORS, "eddy_sink_errors_total", "sink",                                           \
-          "Failed delivery attempts (redis: failed calls; kafka: records not delivered), by "      \
-          "sink",                                                                                  \
-          "redis,kafka")                                                                           \
+          "Failed delivery attempts (redis: failed calls; kafka: records not delivered; "          \
+          "warehouse: failed inserts or file writes), by sink",                                    \
+          "redis,kafka,warehouse")                                                                 \
         X(SINK_RETRIES, "eddy_sink_retries_total", "sink",                                         \
-          "Deliveries retried after a backoff, by sink", "redis,kafka")                            \
+          "Deliveries retried after a backoff, by sink", "redis,kafka,warehouse")                  \
+        X(WAREHOUSE_ROWS, "eddy_warehouse_rows_total", "table",                                    \
+          "Warehouse rows delivered (inserted into ClickHouse or written to a lake file), by "     \
+          "table",                                                                                 \
+          NULL)                                                                                    \
         X(REDIS_CHUNKS, "eddy_redis_chunks_total", "result",                                       \
           "Fenced Redis script calls: applied, or skipped by the fence", "applied,fenced")         \
         X(REBALANCES, "eddy_rebalances_total", "kind",                                             \

@@ -31,6 +31,7 @@
 #include "metrics.h"
 #include "redis.h"
 #include "state.h"
+#include "warehouse.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -157,6 +158,26 @@ struct eddy_ctx_s {
         size_t mparts_cap;
         int64_t report_ms, batch_t0_us;
         int64_t redis_refused; /* entries the Redis sink refused (malformed ops) */
+
+        /* the warehouse (docs/warehouse.md) */
+        int wh; /* WH_* */
+        eddy_wh_table_t *tables;
+        int ntables;
+        int *tsel; /* per table: written by this job */
+        struct eddy_row_s *row;
+        buf_t rows; /* clickhouse: the batch's rows, in the entry's format */
+        uint32_t nrows;
+        buf_t rolls; /* lake: the batch's roll instructions */
+        uint32_t nrolls;
+        struct lake_seg_s *segs; /* lake: [table * nseg_parts + partition] */
+        int nseg_parts;
+        int roll_all; /* lake: roll every segment at the next commit (end of run) */
+        eddy_ch_t *ch;
+        struct ch_max_s *chmax; /* clickhouse: [table * nchmax_parts + partition] */
+        int nchmax_parts;
+        int *tprepared;
+        int ch_stale; /* set on assignment, read by delivery (atomic) */
+        int64_t rows_out, rows_delivered, wh_retries;
 
         /* counters */
         int64_t events_in, events_dlq, events_out, batches, replay_total, replay_done;
@@ -502,6 +523,25 @@ static void krec_read(rd_t *r, int version, krec_t *k)
         k->hdrs.bad = r->bad;
 }
 
+/* The next (position, seq) of partition number @p p's fence sequence, handed out to an output
+ * record or a warehouse row: above every one handed out before, to a Redis chunk or another
+ * output, in this batch or a committed one. So it is unique even where the position has not
+ * moved since the last batch, and a re-delivery of the entry repeats it. */
+static void next_src(eddy_ctx_t *ctx, int32_t p, int64_t *pos, int64_t *seq)
+{
+        pscope_t *sc = scope_get(ctx, p);
+        int64_t at = scope_pos(ctx, p);
+        if (at > sc->fpos) {
+                sc->fpos = at;
+                sc->fseq = 0;
+        } else {
+                sc->fseq++;
+        }
+        sc->dirty = 1;
+        *pos = sc->fpos;
+        *seq = sc->fseq;
+}
+
 void eddy_out_kafka(eddy_ctx_t *ctx, int32_t partition, const char *topic, const void *key,
                     size_t klen, const void *val, size_t vlen)
 {
@@ -512,27 +552,320 @@ void eddy_out_kafka(eddy_ctx_t *ctx, int32_t partition, const char *topic, const
                 ctx->fatal = 1;
                 return;
         }
-        /* eddy.src continues the partition number's fence sequence: its (pos, seq) is above
-         * every one handed out before, to a Redis chunk or a Kafka output, in this batch or
-         * a committed one. So it is unique even where the position has not moved since the
-         * last batch, and a re-delivery of the entry repeats it. */
-        pscope_t *sc = scope_get(ctx, partition);
-        int64_t pos = scope_pos(ctx, partition);
-        if (pos > sc->fpos) {
-                sc->fpos = pos;
-                sc->fseq = 0;
-        } else {
-                sc->fseq++;
-        }
-        sc->dirty = 1;
+        /* eddy.src continues the partition number's fence sequence (next_src) */
+        int64_t pos, seq;
+        next_src(ctx, partition, &pos, &seq);
         char src[1024];
         snprintf(src, sizeof(src), "%s/%" PRId32 "/%" PRId64 "/%" PRId64, ctx->src_topics,
-                 partition, sc->fpos, sc->fseq);
+                 partition, pos, seq);
         const char *h[][2] = {
             {"eddy.src", src}, {"eddy.job", ctx->rt.job_name}, {"eddy.processor", ctx->proc->name}};
         krec_add(ctx, topic, (key ? KREC_KEY : 0) | (val ? KREC_VALUE : 0), key, klen, val, vlen, h,
                  sizeof(h) / sizeof(h[0]));
         ctx->events_out++;
+}
+
+/* ---------------------------------------------------------------- warehouse rows */
+
+enum { WH_OFF, WH_LAKE, WH_CH };
+
+struct eddy_row_s {
+        eddy_ctx_t *ctx;
+        int table, col;
+        int32_t partition;
+        int64_t ts;
+        eddy_wbuf_t body;
+};
+
+/* lake: what a (table, partition) has waiting in EDDY_NS_LAKE keys since its last roll, and
+ * the rows of the batch in flight, which go into one key (a chunk) at the commit */
+typedef struct lake_seg_s {
+        int64_t rows, bytes;
+        int64_t since; /* wall clock, ms, when its first waiting row came (or was loaded) */
+        uint64_t last_pos, last_seq;
+        eddy_wbuf_t chunk;             /* per row: ts (8 bytes), length (4 bytes), Avro body */
+        uint64_t chunk_pos, chunk_seq; /* of its first row */
+} lake_seg_t;
+
+/* clickhouse: the highest (pos, seq) stored for a (table, partition), when known */
+typedef struct ch_max_s {
+        int known;
+        int64_t pos, seq;
+} ch_max_t;
+
+eddy_row_t *eddy_row_begin(eddy_ctx_t *ctx, int32_t partition, int table, int64_t event_ts)
+{
+        if (ctx->wh == WH_OFF || table < 0 || table >= ctx->ntables || !ctx->tsel[table])
+                return NULL;
+        if (partition < 0 || partition > EDDY__MAX_PARTITION) {
+                eddy__log(&ctx->lg, LOG_ERR, "WAREHOUSE", "%s: a row for partition %" PRId32,
+                          ctx->proc->name, partition);
+                ctx->fatal = 1;
+                return NULL;
+        }
+        eddy_row_t *r = ctx->row;
+        r->ctx = ctx;
+        r->table = table;
+        r->col = 0;
+        r->partition = partition;
+        r->ts = event_ts;
+        r->body.len = 0;
+        return r;
+}
+
+/* The next column, if it is of type @p ty (or @p ty2); NULL (and the job stops) if not. */
+static const eddy_wh_col_t *row_col(eddy_row_t *r, int ty, int ty2, int null)
+{
+        eddy_ctx_t *ctx = r->ctx;
+        const eddy_wh_table_t *t = &ctx->tables[r->table];
+        const eddy_wh_col_t *c = r->col < t->ncols - EDDY_WH_META_COLS ? &t->cols[r->col] : NULL;
+        if (!c || (null ? !c->nullable
+                        : (c->type != (eddy_wh_type_t)ty && c->type != (eddy_wh_type_t)ty2))) {
+                if (!ctx->fatal)
+                        eddy__log(&ctx->lg, LOG_ERR, "WAREHOUSE",
+                                  "%s: table %s: column %d (%s) given a value of the wrong type",
+                                  ctx->proc->name, t->name, r->col, c ? c->name : "past the end");
+                ctx->fatal = 1;
+                return NULL;
+        }
+        r->col++;
+        if (c->nullable)
+                eddy_avro_long(&r->body, null ? 0 : 1); /* the union's branch */
+        return c;
+}
+
+void eddy_row_string(eddy_row_t *r, const void *s, size_t n)
+{
+        if (r && row_col(r, EDDY_WH_STRING, EDDY_WH_STRING, 0))
+                eddy_avro_string(&r->body, s, n);
+}
+
+void eddy_row_long(eddy_row_t *r, int64_t v)
+{
+        if (r && row_col(r, EDDY_WH_LONG, EDDY_WH_INT, 0))
+                eddy_avro_long(&r->body, v);
+}
+
+void eddy_row_double(eddy_row_t *r, double v)
+{
+        if (r && row_col(r, EDDY_WH_DOUBLE, EDDY_WH_DOUBLE, 0))
+                eddy_avro_double(&r->body, v);
+}
+
+void eddy_row_bool(eddy_row_t *r, int v)
+{
+        if (r && row_col(r, EDDY_WH_BOOLEAN, EDDY_WH_BOOLEAN, 0))
+                eddy_avro_bool(&r->body, v);
+}
+
+void eddy_row_null(eddy_row_t *r)
+{
+        if (r)
+                row_col(r, -1, -1, 1);
+}
+
+static void put_be(unsigned char *p, uint64_t v, int n)
+{
+        for (int i = n - 1; i >= 0; i--, v >>= 8)
+                p[i] = (unsigned char)v;
+}
+
+static uint64_t get_be(const void *p, int n)
+{
+        const unsigned char *u = p;
+        uint64_t v = 0;
+        for (int i = 0; i < n; i++)
+                v = (v << 8) | u[i];
+        return v;
+}
+
+/* EDDY_NS_LAKE key prefix of (table, partition): 'W' name '\0' partition(4); @returns length */
+static size_t lake_prefix(const eddy_wh_table_t *t, int32_t p, unsigned char *k)
+{
+        size_t nl = strlen(t->name);
+        k[0] = EDDY_NS_LAKE;
+        memcpy(k + 1, t->name, nl + 1);
+        put_be(k + 2 + nl, (uint32_t)p, 4);
+        return nl + 6;
+}
+
+static lake_seg_t *lake_seg(eddy_ctx_t *ctx, int table, int32_t p)
+{
+        if (p >= ctx->nseg_parts) {
+                int n = p + 1 > ctx->nseg_parts * 2 ? p + 1 : ctx->nseg_parts * 2;
+                lake_seg_t *segs = calloc((size_t)n * (size_t)ctx->ntables, sizeof(*segs));
+                if (!segs)
+                        abort();
+                for (int t = 0; t < ctx->ntables; t++)
+                        for (int i = 0; i < ctx->nseg_parts; i++)
+                                segs[t * n + i] = ctx->segs[t * ctx->nseg_parts + i];
+                free(ctx->segs);
+                ctx->segs = segs;
+                ctx->nseg_parts = n;
+        }
+        return &ctx->segs[table * ctx->nseg_parts + p];
+}
+
+static void lake_seg_add(lake_seg_t *sg, size_t bytes, uint64_t pos, uint64_t seq)
+{
+        if (!sg->rows)
+                sg->since = now_ms();
+        sg->rows++;
+        sg->bytes += (int64_t)bytes;
+        sg->last_pos = pos;
+        sg->last_seq = seq;
+}
+
+void eddy_row_end(eddy_row_t *r)
+{
+        if (!r)
+                return;
+        eddy_ctx_t *ctx = r->ctx;
+        const eddy_wh_table_t *t = &ctx->tables[r->table];
+        if (r->col != t->ncols - EDDY_WH_META_COLS) {
+                if (!ctx->fatal)
+                        eddy__log(&ctx->lg, LOG_ERR, "WAREHOUSE",
+                                  "%s: table %s: a row of %d columns, the schema has %d",
+                                  ctx->proc->name, t->name, r->col, t->ncols - EDDY_WH_META_COLS);
+                ctx->fatal = 1;
+                return;
+        }
+        int64_t pos, seq;
+        next_src(ctx, r->partition, &pos, &seq);
+        eddy_avro_string(&r->body, ctx->src_topics, strlen(ctx->src_topics));
+        eddy_avro_long(&r->body, r->partition);
+        eddy_avro_long(&r->body, pos);
+        eddy_avro_long(&r->body, seq);
+        ctx->rows_out++;
+        if (ctx->wh == WH_LAKE) {
+                /* waits in state, committed with the batch, until its segment rolls */
+                lake_seg_t *sg = lake_seg(ctx, r->table, r->partition);
+                if (!sg->chunk.len) {
+                        sg->chunk_pos = (uint64_t)pos;
+                        sg->chunk_seq = (uint64_t)seq;
+                }
+                unsigned char h[12];
+                put_be(h, (uint64_t)r->ts, 8);
+                put_be(h + 8, (uint32_t)r->body.len, 4);
+                eddy_wbuf_put(&sg->chunk, h, 12);
+                eddy_wbuf_put(&sg->chunk, r->body.p, r->body.len);
+                lake_seg_add(sg, r->body.len, (uint64_t)pos, (uint64_t)seq);
+                return;
+        }
+        /* clickhouse: in the batch's outbox entry */
+        buf_u32(&ctx->rows, (uint32_t)r->table);
+        buf_u32(&ctx->rows, (uint32_t)r->partition);
+        buf_u64(&ctx->rows, (uint64_t)pos);
+        buf_u64(&ctx->rows, (uint64_t)seq);
+        buf_u64(&ctx->rows, (uint64_t)r->ts);
+        buf_bytes(&ctx->rows, r->body.p, r->body.len);
+        ctx->nrows++;
+}
+
+/* lake: puts the batch's chunks in the commit, and a roll instruction for every segment due
+ * (or all, at the end of a run) */
+static void lake_rolls(eddy_ctx_t *ctx)
+{
+        int64_t now = now_ms();
+        for (int t = 0; t < ctx->ntables; t++)
+                for (int p = 0; p < ctx->nseg_parts; p++) {
+                        lake_seg_t *sg = &ctx->segs[t * ctx->nseg_parts + p];
+                        if (sg->chunk.len) {
+                                unsigned char k[600];
+                                size_t kl = lake_prefix(&ctx->tables[t], p, k);
+                                put_be(k + kl, sg->chunk_pos, 8);
+                                put_be(k + kl + 8, sg->chunk_seq, 8);
+                                eddy_state_raw_put(ctx->st, k, kl + 16, sg->chunk.p, sg->chunk.len);
+                                sg->chunk.len = 0;
+                        }
+                        if (!sg->rows)
+                                continue;
+                        int64_t age = now - sg->since;
+                        if (!ctx->roll_all && sg->rows < ctx->rt.warehouse_roll_rows &&
+                            sg->bytes < ctx->rt.warehouse_roll_bytes &&
+                            (!ctx->rt.warehouse_roll_ms || age < ctx->rt.warehouse_roll_ms))
+                                continue;
+                        buf_u32(&ctx->rolls, (uint32_t)t);
+                        buf_u32(&ctx->rolls, (uint32_t)p);
+                        buf_u64(&ctx->rolls, sg->last_pos);
+                        buf_u64(&ctx->rolls, sg->last_seq);
+                        ctx->nrolls++;
+                        sg->rows = sg->bytes = 0;
+                }
+}
+
+/* Visits the rows of a chunk: (ts, body, len). @returns -1 if it is corrupt. */
+static int chunk_rows(const unsigned char *v, size_t vl,
+                      void (*cb)(void *opaque, int64_t ts, const unsigned char *b, size_t n),
+                      void *opaque)
+{
+        while (vl > 0) {
+                if (vl < 12)
+                        return -1;
+                int64_t ts = (int64_t)get_be(v, 8);
+                size_t n = (size_t)get_be(v + 8, 4);
+                if (n > vl - 12)
+                        return -1;
+                cb(opaque, ts, v + 12, n);
+                v += 12 + n;
+                vl -= 12 + n;
+        }
+        return 0;
+}
+
+struct seg_load {
+        eddy_ctx_t *ctx;
+        int table;
+        size_t plen;
+        lake_seg_t *sg;
+        int bad;
+};
+
+static void seg_row(void *opaque, int64_t ts, const unsigned char *b, size_t n)
+{
+        struct seg_load *sl = opaque;
+        lake_seg_t *sg = sl->sg;
+        if (!sg->rows)
+                sg->since = now_ms();
+        sg->rows++;
+        sg->bytes += (int64_t)n;
+}
+
+static int seg_visit(void *opaque, const void *k, size_t kl, const void *v, size_t vl)
+{
+        struct seg_load *sl = opaque;
+        const unsigned char *u = k;
+        if (kl != sl->plen + 16)
+                return 0;
+        sl->sg = lake_seg(sl->ctx, sl->table, (int32_t)get_be(u + sl->plen - 4, 4));
+        /* the chunk's last (pos, seq) is not in its key: a roll instruction only needs one at
+         * or above it, and the next row's (pos, seq) is above every one handed out */
+        sl->sg->last_pos = get_be(u + sl->plen, 8);
+        sl->sg->last_seq = UINT32_MAX;
+        sl->bad |= chunk_rows(v, vl, seg_row, sl);
+        return 0;
+}
+
+/* lake: the segments, from the rows waiting in state (after the outbox is re-delivered). */
+static int lake_load(eddy_ctx_t *ctx)
+{
+        for (int i = 0; i < ctx->nseg_parts * ctx->ntables; i++) {
+                lake_seg_t *sg = &ctx->segs[i];
+                sg->rows = sg->bytes = 0;
+        }
+        for (int t = 0; t < ctx->ntables; t++) {
+                unsigned char lo[600], hi[600];
+                size_t nl = strlen(ctx->tables[t].name);
+                lo[0] = hi[0] = EDDY_NS_LAKE;
+                memcpy(lo + 1, ctx->tables[t].name, nl + 1);
+                memcpy(hi + 1, ctx->tables[t].name, nl);
+                hi[1 + nl] = 1; /* just past every key of this table */
+                struct seg_load sl = {ctx, t, nl + 6, NULL, 0};
+                if (eddy_state_raw_scan(ctx->st, lo, nl + 2, hi, nl + 2, seg_visit, &sl) < 0 ||
+                    sl.bad)
+                        return -1;
+        }
+        return 0;
 }
 
 /* ---------------------------------------------------------------- delivery */
@@ -686,14 +1019,240 @@ static int apply_redis(void *opaque, int32_t partition, int64_t pos, int64_t seq
         return eddy_redis_apply(ctx->redis, partition, pos, seq, chunk, ops, nops, &eddy_stop);
 }
 
+/* Backs off before retry @p attempt of a warehouse delivery; @returns non-zero to stop. */
+static int wh_backoff(eddy_ctx_t *ctx, int attempt, const char *err)
+{
+        int ms = 200 << (attempt < 5 ? attempt : 5);
+        eddy__log(&ctx->lg, LOG_WARNING, "WAREHOUSE", "%s; retrying in %d ms", err, ms);
+        eddy_metrics_label_add(ctx->metrics, EDDY_ML_SINK_ERRORS, "warehouse", 1);
+        eddy_metrics_label_add(ctx->metrics, EDDY_ML_SINK_RETRIES, "warehouse", 1);
+        for (int waited = 0; waited < ms && !eddy_stop; waited += 50)
+                usleep(50 * 1000);
+        return eddy_stop;
+}
+
+/* A warehouse table's index in an entry, checked against this job's tables. */
+static int wh_table(eddy_ctx_t *ctx, uint32_t t)
+{
+        if (t >= (uint32_t)ctx->ntables || ctx->wh == WH_OFF) {
+                eddy__log(&ctx->lg, LOG_ERR, "WAREHOUSE",
+                          "an outbox entry has rows of table number %" PRIu32
+                          ", and this job writes %s; restore the job's warehouse settings",
+                          t, ctx->wh == WH_OFF ? "no warehouse" : "fewer tables");
+                return -1;
+        }
+        return (int)t;
+}
+
+static ch_max_t *ch_max(eddy_ctx_t *ctx, int table, int32_t p)
+{
+        if (p >= ctx->nchmax_parts) {
+                int n = p + 1 > ctx->nchmax_parts * 2 ? p + 1 : ctx->nchmax_parts * 2;
+                ch_max_t *m = calloc((size_t)n * (size_t)ctx->ntables, sizeof(*m));
+                if (!m)
+                        abort();
+                for (int t = 0; t < ctx->ntables; t++)
+                        for (int i = 0; i < ctx->nchmax_parts; i++)
+                                m[t * n + i] = ctx->chmax[t * ctx->nchmax_parts + i];
+                free(ctx->chmax);
+                ctx->chmax = m;
+                ctx->nchmax_parts = n;
+        }
+        return &ctx->chmax[table * ctx->nchmax_parts + p];
+}
+
+/* Forget what ClickHouse is known to hold (after a failed insert, or an assignment: another
+ * instance may have written the partition meanwhile). Delivery's thread only. */
+static void ch_forget(eddy_ctx_t *ctx)
+{
+        for (int i = 0; i < ctx->ntables * ctx->nchmax_parts; i++)
+                ctx->chmax[i].known = 0;
+}
+
+/* clickhouse: inserts the rows of an entry, one INSERT per table, each row once: rows at or
+ * below the highest (_offset, _seq) ClickHouse holds for their partition are skipped. */
+static int deliver_rows(eddy_ctx_t *ctx, rd_t *r, uint32_t nrows)
+{
+        eddy_wh_row_t *rows = eddy__xrealloc(NULL, nrows * sizeof(*rows));
+        uint32_t *tab = eddy__xrealloc(NULL, nrows * sizeof(*tab));
+        int rc = 0;
+        for (uint32_t i = 0; i < nrows && !r->bad; i++) {
+                tab[i] = (uint32_t)rd_n(r, 4);
+                rows[i].partition = (int32_t)rd_n(r, 4);
+                rows[i].pos = (int64_t)rd_n(r, 8);
+                rows[i].seq = (int64_t)rd_n(r, 8);
+                rows[i].ts = (int64_t)rd_n(r, 8);
+                rows[i].body = (const unsigned char *)rd_bytes(r, &rows[i].len);
+        }
+        if (r->bad)
+                rc = -1;
+        for (uint32_t i = 0; i < nrows && !rc; i++)
+                if (wh_table(ctx, tab[i]) < 0 || ctx->wh != WH_CH)
+                        rc = EDDY_ERR_IO;
+        if (!rc && __atomic_exchange_n(&ctx->ch_stale, 0, __ATOMIC_ACQ_REL))
+                ch_forget(ctx);
+        eddy_wh_row_t *todo = eddy__xrealloc(NULL, nrows * sizeof(*todo));
+        char err[1024];
+        for (int t = 0; t < ctx->ntables && !rc; t++) {
+                for (int attempt = 0;; attempt++) {
+                        int crc = 0;
+                        size_t n = 0;
+                        if (!ctx->tprepared[t]) {
+                                crc = eddy_ch_prepare(ctx->ch, &ctx->tables[t], err, sizeof(err));
+                                ctx->tprepared[t] = crc == 0;
+                        }
+                        for (uint32_t i = 0; i < nrows && !crc; i++) {
+                                if (tab[i] != (uint32_t)t)
+                                        continue;
+                                ch_max_t *m = ch_max(ctx, t, rows[i].partition);
+                                if (!m->known) {
+                                        crc = eddy_ch_max_pos(ctx->ch, &ctx->tables[t],
+                                                              ctx->src_topics, rows[i].partition,
+                                                              &m->pos, &m->seq, err, sizeof(err));
+                                        m->known = crc == 0;
+                                        if (crc)
+                                                break;
+                                }
+                                if (rows[i].pos < m->pos ||
+                                    (rows[i].pos == m->pos && rows[i].seq <= m->seq))
+                                        continue; /* ClickHouse has it */
+                                todo[n++] = rows[i];
+                        }
+                        if (!crc && n)
+                                crc = eddy_ch_insert(ctx->ch, &ctx->tables[t], todo, n, err,
+                                                     sizeof(err));
+                        if (!crc) {
+                                for (size_t i = 0; i < n; i++) {
+                                        ch_max_t *m = ch_max(ctx, t, todo[i].partition);
+                                        m->pos = todo[i].pos;
+                                        m->seq = todo[i].seq;
+                                }
+                                ctx->rows_delivered += (int64_t)n;
+                                eddy_metrics_label_add(ctx->metrics, EDDY_ML_WAREHOUSE_ROWS,
+                                                       ctx->tables[t].name, (int64_t)n);
+                                break;
+                        }
+                        if (crc == EDDY_CH_FATAL) {
+                                eddy__log(&ctx->lg, LOG_ERR, "WAREHOUSE",
+                                          "%s; the job stops (the rows stay in the outbox)", err);
+                                eddy_metrics_label_add(ctx->metrics, EDDY_ML_SINK_ERRORS,
+                                                       "warehouse", 1);
+                                rc = EDDY_ERR_IO;
+                                break;
+                        }
+                        /* an insert may have landed without its answer: ask again */
+                        ch_forget(ctx);
+                        ctx->wh_retries++;
+                        if (wh_backoff(ctx, attempt, err)) {
+                                rc = EDDY_ERR_STOPPED;
+                                break;
+                        }
+                }
+        }
+        free(todo);
+        free(tab);
+        free(rows);
+        return rc;
+}
+
+struct lake_read {
+        eddy_wbuf_t data;
+        eddy_wh_row_t *rows;
+        size_t n, cap;
+        size_t plen;
+        int32_t partition;
+        int bad;
+};
+
+static void lake_row(void *opaque, int64_t ts, const unsigned char *b, size_t n)
+{
+        struct lake_read *lr = opaque;
+        if (lr->n == lr->cap) {
+                lr->cap = lr->cap ? lr->cap * 2 : 1024;
+                lr->rows = eddy__xrealloc(lr->rows, lr->cap * sizeof(*lr->rows));
+        }
+        eddy_wh_row_t *row = &lr->rows[lr->n++];
+        row->partition = lr->partition;
+        row->ts = ts;
+        row->body = (const unsigned char *)(uintptr_t)lr->data.len; /* an offset until done */
+        row->len = n;
+        eddy_wbuf_put(&lr->data, b, n);
+}
+
+static int lake_visit(void *opaque, const void *k, size_t kl, const void *v, size_t vl)
+{
+        struct lake_read *lr = opaque;
+        if (kl != lr->plen + 16)
+                return 0;
+        lr->bad |= chunk_rows(v, vl, lake_row, lr);
+        return 0;
+}
+
+/* lake: writes the files of each roll instruction of an entry, then deletes their rows. */
+static int deliver_rolls(eddy_ctx_t *ctx, rd_t *r, uint32_t nrolls)
+{
+        char err[1024];
+        for (uint32_t i = 0; i < nrolls; i++) {
+                uint32_t tn = (uint32_t)rd_n(r, 4);
+                int32_t p = (int32_t)rd_n(r, 4);
+                uint64_t pos = rd_n(r, 8), seq = rd_n(r, 8);
+                if (r->bad)
+                        return -1;
+                int t = wh_table(ctx, tn);
+                if (t < 0 || ctx->wh != WH_LAKE)
+                        return EDDY_ERR_IO;
+                const eddy_wh_table_t *tb = &ctx->tables[t];
+                unsigned char lo[600], hi[600];
+                size_t pl = lake_prefix(tb, p, lo);
+                memcpy(hi, lo, pl);
+                put_be(hi + pl, pos, 8);
+                put_be(hi + pl + 8, seq + 1, 8); /* just past the last row of the roll */
+                struct lake_read lr = {{0}, NULL, 0, 0, pl, p, 0};
+                int rc = eddy_state_raw_scan(ctx->st, lo, pl, hi, pl + 16, lake_visit, &lr) < 0 ||
+                         lr.bad;
+                /* the rows' _offset and _seq are in their bodies: read them for the names */
+                for (size_t k = 0; k < lr.n && !rc; k++) {
+                        eddy_wh_row_t *row = &lr.rows[k];
+                        row->body = lr.data.p + (uintptr_t)row->body;
+                        rc = eddy_wh_row_pos(tb, row);
+                }
+                for (int attempt = 0; !rc; attempt++) {
+                        /* a re-delivery after the rows were deleted finds none: done before */
+                        if (eddy_lake_write(ctx->rt.warehouse_dir, tb, ctx->src_topics, lr.rows,
+                                            lr.n, err, sizeof(err)) == 0 &&
+                            eddy_state_raw_delete_range(ctx->st, lo, pl, hi, pl + 16, err,
+                                                        sizeof(err)) == 0)
+                                break;
+                        ctx->wh_retries++;
+                        if (wh_backoff(ctx, attempt, err))
+                                rc = EDDY_ERR_STOPPED;
+                }
+                if (!rc) {
+                        ctx->rows_delivered += (int64_t)lr.n;
+                        eddy_metrics_label_add(ctx->metrics, EDDY_ML_WAREHOUSE_ROWS, tb->name,
+                                               (int64_t)lr.n);
+                        if (lr.n)
+                                eddy__log(&ctx->lg, LOG_INFO, "WAREHOUSE",
+                                          "lake: %zu rows of %s, partition %" PRId32
+                                          ", up to offset %" PRIu64 " written",
+                                          lr.n, tb->name, p, pos);
+                }
+                free(lr.rows);
+                eddy_wbuf_free(&lr.data);
+                if (rc)
+                        return rc == 1 ? EDDY_ERR_STATE : rc;
+        }
+        return 0;
+}
+
 /* Delivers one committed outbox entry. @returns 0, EDDY_ERR_STOPPED, or -1 if corrupt. */
 static int deliver(eddy_ctx_t *ctx, const void *e, size_t len, entry_view_t *v)
 {
         rd_t r = {e, (const unsigned char *)e + len, 0};
         if (rd_n(&r, 1) != 'E')
                 return -1;
-        int version = (int)rd_n(&r, 1); /* 2 (older binaries) or 3 */
-        if (version != 2 && version != 3)
+        int version = (int)rd_n(&r, 1); /* 2, 3 (older binaries) or 4 */
+        if (version < 2 || version > 4)
                 return -1;
         uint32_t ngroups = (uint32_t)rd_n(&r, 4);
         for (uint32_t g = 0; g < ngroups && !r.bad; g++) {
@@ -738,11 +1297,24 @@ static int deliver(eddy_ctx_t *ctx, const void *e, size_t len, entry_view_t *v)
         uint32_t nrec = (uint32_t)rd_n(&r, 4);
         if (r.bad)
                 return -1;
+        int rc = 0;
         if (nrec && !ctx->prod)
-                return deliver_test(ctx, &r, version, nrec);
-        if (nrec)
-                return deliver_kafka(ctx, &r, version, nrec);
-        return 0;
+                rc = deliver_test(ctx, &r, version, nrec);
+        else if (nrec)
+                rc = deliver_kafka(ctx, &r, version, nrec);
+        if (rc || version < 4)
+                return rc;
+        uint32_t nrows = (uint32_t)rd_n(&r, 4);
+        if (r.bad)
+                return -1;
+        if (nrows && (rc = deliver_rows(ctx, &r, nrows)) != 0)
+                return rc;
+        uint32_t nrolls = (uint32_t)rd_n(&r, 4);
+        if (r.bad)
+                return -1;
+        if (nrolls && (rc = deliver_rolls(ctx, &r, nrolls)) != 0)
+                return rc;
+        return r.p == r.end ? 0 : -1;
 }
 
 struct redeliver {
@@ -797,6 +1369,10 @@ static int redeliver_all(eddy_ctx_t *ctx)
                 eddy__log(&ctx->lg, LOG_ERR, "STATE", "%s", err);
                 return -1;
         }
+        if (ctx->wh == WH_LAKE && lake_load(ctx)) {
+                eddy__log(&ctx->lg, LOG_ERR, "STATE", "can not read the lake's waiting rows");
+                return -1;
+        }
         return 0;
 }
 
@@ -816,7 +1392,7 @@ static void encode_entry(eddy_ctx_t *ctx, rop_t *ops, size_t nops, buf_t *out)
         if (nops > 1)
                 qsort(ops, nops, sizeof(*ops), rop_cmp);
         buf_u8(out, 'E');
-        buf_u8(out, 3); /* entry format version */
+        buf_u8(out, 4); /* entry format version */
         uint32_t ngroups = 0;
         for (size_t i = 0; i < nops; i++)
                 if (i == 0 || ops[i].partition != ops[i - 1].partition)
@@ -858,6 +1434,11 @@ static void encode_entry(eddy_ctx_t *ctx, rop_t *ops, size_t nops, buf_t *out)
                 }
         buf_u32(out, ctx->nkrecs);
         buf_put(out, ctx->krecs.p, ctx->krecs.len);
+        /* format 4: warehouse rows (clickhouse), then lake roll instructions */
+        buf_u32(out, ctx->nrows);
+        buf_put(out, ctx->rows.p, ctx->rows.len);
+        buf_u32(out, ctx->nrolls);
+        buf_put(out, ctx->rolls.p, ctx->rolls.len);
 }
 
 static void batch_reset(eddy_ctx_t *ctx)
@@ -867,6 +1448,10 @@ static void batch_reset(eddy_ctx_t *ctx)
         ctx->nexpects = 0;
         ctx->krecs.len = 0;
         ctx->nkrecs = 0;
+        ctx->rows.len = 0;
+        ctx->nrows = 0;
+        ctx->rolls.len = 0;
+        ctx->nrolls = 0;
         ctx->batch_events = 0;
         for (int t = 0; t < ctx->ntopics; t++)
                 for (int p = 0; p < ctx->topics[t].nparts; p++)
@@ -926,7 +1511,9 @@ static int run_job(eddy_ctx_t *ctx, job_t *j)
         } else {
                 if (j->offsets)
                         rd_kafka_commit(ctx->rk, j->offsets, 1 /* async: for lag monitoring */);
-                if (j->entry.len && !eddy_stop) {
+                /* after a stop too: one attempt, no retries (each sink gives up on
+                 * eddy_stop), so that a clean stop leaves nothing waiting when the sinks are up */
+                if (j->entry.len) {
                         entry_view_t v = {NULL, 0};
                         rc = deliver(ctx, j->entry.p, j->entry.len, &v);
                         free(v.ops);
@@ -1010,8 +1597,10 @@ static int commit_batch(eddy_ctx_t *ctx)
                 eddy_state_outbox_done(ctx->st, ctx->done_seqs[i]);
         ctx->ndone = 0;
         pthread_mutex_unlock(&ctx->mu);
+        if (ctx->wh == WH_LAKE)
+                lake_rolls(ctx);
         job_t *j = calloc(1, sizeof(*j));
-        if (ctx->nrops > 0 || ctx->nkrecs > 0) {
+        if (ctx->nrops > 0 || ctx->nkrecs > 0 || ctx->nrows > 0 || ctx->nrolls > 0) {
                 encode_entry(ctx, ctx->rops, ctx->nrops, &j->entry);
                 j->seq = eddy_state_outbox_add(ctx->st, j->entry.p, j->entry.len);
                 eddy_metrics_add(ctx->metrics, EDDY_M_OUTBOX_DEPTH, 1);
@@ -1125,6 +1714,9 @@ static int process_one(eddy_ctx_t *ctx, eddy_msg_t *em)
         if (ctx->batch_events == 0)
                 ctx->batch_t0_us = now_us();
         ctx->cur = em;
+        /* first, so that outputs of this record carry its position (scope_pos) */
+        pt->next = em->offset + 1;
+        pt->touched = 1;
         int rc = ctx->proc->process(ctx->self, ctx, em);
         ctx->cur = NULL;
         if (rc == EDDY_ERR_BAD_RECORD)
@@ -1136,8 +1728,6 @@ static int process_one(eddy_ctx_t *ctx, eddy_msg_t *em)
                              eddy_strerror(rc ? rc : EDDY_ERR_STATE));
                 return -1;
         }
-        pt->next = em->offset + 1;
-        pt->touched = 1;
         pt->events++;
         ctx->events_in++;
         ctx->batch_events++;
@@ -1214,6 +1804,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                      off >= 0 ? off : -1, "assigned %s/%" PRId32 " from %s%" PRId64,
                                      tp->topic, tp->partition, off >= 0 ? "offset " : "", off);
                 }
+                /* another instance may have written these partitions to ClickHouse */
+                __atomic_store_n(&ctx->ch_stale, 1, __ATOMIC_RELEASE);
                 if (ctx->cooperative)
                         rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
                 else
@@ -1222,11 +1814,14 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 eddy_metrics_label_add(ctx->metrics, EDDY_ML_REBALANCES,
                                        rd_kafka_assignment_lost(rk) ? "lost" : "revoke", 1);
                 /* Revoked or lost: the batch in flight holds their events; commit it, and
-                 * deliver what is committed, before letting them go. */
+                 * deliver what is committed, before letting them go (with the lake's
+                 * waiting rows, which would otherwise wait until they come back). */
+                ctx->roll_all = 1;
                 if (commit_batch(ctx) != 0 || drain(ctx) != 0) {
                         ctx->fatal = 1;
                         eddy_stop = 1;
                 }
+                ctx->roll_all = 0;
                 for (int i = 0; i < parts->cnt; i++) {
                         topic_t *t = topic_find(ctx, parts->elems[i].topic, NULL);
                         part_t *pt = t ? part_get(ctx, t, parts->elems[i].partition) : NULL;
@@ -1631,6 +2226,21 @@ static void ctx_free(eddy_ctx_t *ctx)
         free(ctx->rops);
         free(ctx->expects);
         free(ctx->krecs.p);
+        free(ctx->rows.p);
+        free(ctx->rolls.p);
+        for (int i = 0; ctx->tables && i < ctx->ntables; i++)
+                eddy_wh_table_free(&ctx->tables[i]);
+        free(ctx->tables);
+        free(ctx->tsel);
+        free(ctx->tprepared);
+        for (int i = 0; i < ctx->nseg_parts * ctx->ntables; i++)
+                eddy_wbuf_free(&ctx->segs[i].chunk);
+        free(ctx->segs);
+        free(ctx->chmax);
+        if (ctx->row)
+                eddy_wbuf_free(&ctx->row->body);
+        free(ctx->row);
+        eddy_ch_destroy(ctx->ch);
         free(ctx->src_topics);
         free(ctx->done_seqs);
         eddy_conf_free(eddy_rt_props, &ctx->rt);
@@ -1647,6 +2257,75 @@ static void ctx_free(eddy_ctx_t *ctx)
 static void add_secret(void *opaque, const char *s, size_t len)
 {
         eddy__log_secret(opaque, s, len);
+}
+
+/* The warehouse of the job: its tables, and the ClickHouse client. @returns 0 or -1. */
+static int wh_init(eddy_ctx_t *ctx, char *errstr, size_t errstr_size)
+{
+        const char *w = ctx->rt.warehouse;
+        ctx->wh = !strcmp(w, "off")          ? WH_OFF
+                  : !strcmp(w, "lake")       ? WH_LAKE
+                  : !strcmp(w, "clickhouse") ? WH_CH
+                                             : -1;
+        if (ctx->wh < 0) {
+                snprintf(errstr, errstr_size,
+                         "warehouse: expected off, lake or clickhouse, got \"%s\"", w);
+                return -1;
+        }
+        const char *const *names = ctx->proc->tables;
+        for (ctx->ntables = 0; names && names[ctx->ntables];)
+                ctx->ntables++;
+        for (size_t i = 0; i < ctx->rt.warehouse_tables.n; i++) {
+                int found = 0;
+                for (int t = 0; t < ctx->ntables; t++)
+                        found |= !strcmp(names[t], ctx->rt.warehouse_tables.v[i]);
+                if (!found) {
+                        snprintf(errstr, errstr_size,
+                                 "warehouse.tables: %s writes no table \"%s\" (its tables: %s)",
+                                 ctx->proc->name, ctx->rt.warehouse_tables.v[i],
+                                 ctx->ntables ? "see docs/warehouse.md" : "none");
+                        return -1;
+                }
+        }
+        if (ctx->wh == WH_OFF)
+                return 0;
+        if (!ctx->ntables) {
+                snprintf(errstr, errstr_size, "warehouse: %s writes no warehouse tables",
+                         ctx->proc->name);
+                return -1;
+        }
+        ctx->tables = calloc((size_t)ctx->ntables, sizeof(*ctx->tables));
+        ctx->tsel = calloc((size_t)ctx->ntables, sizeof(*ctx->tsel));
+        ctx->tprepared = calloc((size_t)ctx->ntables, sizeof(*ctx->tprepared));
+        ctx->row = calloc(1, sizeof(*ctx->row));
+        if (!ctx->tables || !ctx->tsel || !ctx->tprepared || !ctx->row) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return -1;
+        }
+        for (int t = 0; t < ctx->ntables; t++) {
+                if (eddy_wh_table_load(names[t], &ctx->tables[t], errstr, errstr_size))
+                        return -1;
+                ctx->tsel[t] = ctx->rt.warehouse_tables.n == 0;
+                for (size_t i = 0; i < ctx->rt.warehouse_tables.n; i++)
+                        ctx->tsel[t] |= !strcmp(names[t], ctx->rt.warehouse_tables.v[i]);
+        }
+        lake_seg(ctx, 0, 0);
+        ch_max(ctx, 0, 0);
+        if (ctx->wh == WH_CH) {
+                const char *user = ctx->rt.warehouse_user, *pass = ctx->rt.warehouse_password;
+                eddy_ch_conf_t cc = {
+                    .url = ctx->rt.warehouse_url,
+                    .user = user && *user ? user : getenv("CLICKHOUSE_USER"),
+                    .password = pass && *pass ? pass : getenv("CLICKHOUSE_PASSWORD"),
+                    .database = ctx->rt.warehouse_database,
+                    .table_prefix = ctx->rt.warehouse_table_prefix,
+                    .create = ctx->rt.warehouse_create,
+                    .timeout_ms = ctx->rt.warehouse_timeout_ms,
+                };
+                if (!(ctx->ch = eddy_ch_new(&cc, errstr, errstr_size)))
+                        return -1;
+        }
+        return 0;
 }
 
 /* Loads config, opens state and (optionally) Redis and Kafka. @returns an exit code or -1. */
@@ -1703,6 +2382,10 @@ static int ctx_init(eddy_ctx_t *ctx, const eddy_job_args_t *a, int want_kafka, i
         if (!ctx->st) {
                 eddy__log(&ctx->lg, LOG_ERR, "STATE", "%s", err);
                 return 1;
+        }
+        if (wh_init(ctx, err, sizeof(err))) {
+                fprintf(stderr, "eddy: %s\n", err);
+                return 2;
         }
         if (want_redis) {
                 char fence[1024];
@@ -1995,6 +2678,7 @@ int eddy_runtime_run(const eddy_job_args_t *a)
                 }
         }
         report(&ctx, 1, 1);
+        ctx.roll_all = 1; /* the lake's waiting rows go out at a clean stop */
         if (!failed && (commit_batch(&ctx) != 0 || drain(&ctx) != 0))
                 failed = 1;
         /* the done-marks of the last deliveries */
@@ -2014,16 +2698,18 @@ int eddy_runtime_run(const eddy_job_args_t *a)
                 eddy_redis_stats(ctx.redis, &rs);
         eddy_state_stats_t ss;
         eddy_state_stats(ctx.st, &ss);
-        eddy__log(
-            &ctx.lg, LOG_NOTICE, "RUN",
-            "stopped: events=%" PRId64 " dead_lettered=%" PRId64 " batches=%" PRId64
-            " state_write_ms=%" PRId64 " deliver_ms=%" PRId64 " backpressure_ms=%" PRId64
-            " poll_ms=%" PRId64 " redis_chunks_applied=%" PRId64 " redis_chunks_fenced=%" PRId64
-            " redis_retries=%" PRId64 " cache_hits=%" PRId64 " cache_misses=%" PRId64
-            " cache_evictions=%" PRId64 " kafka_outputs=%" PRId64 "%s",
-            ctx.events_in, ctx.events_dlq, ctx.batches, ctx.write_ms, ctx.deliver_ms, ctx.wait_ms,
-            ctx.poll_ms, rs.chunks_applied, rs.chunks_fenced, rs.retries, ss.cache_hits,
-            ss.cache_misses, ss.evictions, ctx.events_out, failed ? " (on an error)" : "");
+        eddy__log(&ctx.lg, LOG_NOTICE, "RUN",
+                  "stopped: events=%" PRId64 " dead_lettered=%" PRId64 " batches=%" PRId64
+                  " state_write_ms=%" PRId64 " deliver_ms=%" PRId64 " backpressure_ms=%" PRId64
+                  " poll_ms=%" PRId64 " redis_chunks_applied=%" PRId64
+                  " redis_chunks_fenced=%" PRId64 " redis_retries=%" PRId64 " cache_hits=%" PRId64
+                  " cache_misses=%" PRId64 " cache_evictions=%" PRId64 " kafka_outputs=%" PRId64
+                  " warehouse_rows=%" PRId64 " warehouse_rows_delivered=%" PRId64
+                  " warehouse_retries=%" PRId64 "%s",
+                  ctx.events_in, ctx.events_dlq, ctx.batches, ctx.write_ms, ctx.deliver_ms,
+                  ctx.wait_ms, ctx.poll_ms, rs.chunks_applied, rs.chunks_fenced, rs.retries,
+                  ss.cache_hits, ss.cache_misses, ss.evictions, ctx.events_out, ctx.rows_out,
+                  ctx.rows_delivered, ctx.wh_retries, failed ? " (on an error)" : "");
         rc = failed || ctx.fatal ? 1 : 0;
 out:
         ctx_free(&ctx);
@@ -2100,6 +2786,16 @@ int eddy_runtime_state_cmd(const eddy_job_args_t *a, const char *what)
                        "rocksdb.memtables-bytes %s\noutbox.pending %d\noutbox.pending-bytes %zu\n",
                        ctx.rt.state_dir, s.rocksdb_keys, s.rocksdb_live_bytes, s.memtables_bytes,
                        pc.n, pc.bytes);
+                /* the lake's rows waiting for their file, per table and partition */
+                if (ctx.wh == WH_LAKE && lake_load(&ctx) == 0)
+                        for (int t = 0; t < ctx.ntables; t++)
+                                for (int p = 0; p < ctx.nseg_parts; p++) {
+                                        lake_seg_t *sg = &ctx.segs[t * ctx.nseg_parts + p];
+                                        if (sg->rows)
+                                                printf("lake.waiting %s %d rows=%" PRId64
+                                                       " bytes=%" PRId64 "\n",
+                                                       ctx.tables[t].name, p, sg->rows, sg->bytes);
+                                }
         } else if (!strcmp(what, "dump")) {
                 eddy_state_dump(ctx.st, dump_cb, stdout);
         } else {

@@ -5,8 +5,10 @@ Starts `eddy devbroker` on 127.0.0.1:9092 and redis-server on 127.0.0.1:6379 (th
 defaults; free ports instead when those are taken), produces sample like events, runs
 `eddy run like-counter` with no job file, kills it once mid-stream and restarts it, waits
 until it has caught up, checks every count against an independent recount, shows the top
-posts and a reconciliation report, then stops everything.
+posts and a reconciliation report, reads back the Avro files it wrote to the warehouse
+(warehouse=lake), then stops everything.
 """
+import glob
 import json
 import os
 import random
@@ -48,12 +50,14 @@ def main():
         extra += ["-X", "kafka.bootstrap.servers=" + broker.bootstrap]
     if redis.url != "redis://127.0.0.1:6379/0":
         extra += ["-X", "redis.url=" + redis.url]
+    lake = os.path.join(tmp, "lake")
+    extra += ["-X", "warehouse=lake", "-X", "warehouse.dir=" + lake]
     extra += ["-X", "state.dir=" + os.path.join(tmp, "state"),
               "-X", "kafka.session.timeout.ms=6000", "-X", "kafka.heartbeat.interval.ms=500"]
     print("demo: broker %s, redis %s" % (broker.bootstrap, redis.url))
 
     rnd = random.Random(42)
-    events, members = [], {}
+    events, members, changes = [], {}, 0
     for i in range(100000):
         post = "p%d" % int(rnd.paretovariate(1.1) % 500)
         user = "u%d" % rnd.randrange(5000)
@@ -61,6 +65,7 @@ def main():
         events.append((post.encode(), json.dumps({"event_id": "e%d" % i, "user_id": user, "post_id": post,
                                                   "action": action, "ts": 1700000000000 + i}).encode()))
         s = members.setdefault(post, set())
+        changes += (user in s) != (action == "like")
         (s.add if action == "like" else s.discard)(user)
     events.append((b"p1", b"{this is not json", ))
     harness.produce(broker.bootstrap, "likes", [(k, v) for k, v, *_ in events])
@@ -106,8 +111,20 @@ def main():
     ok = ok and healed == str(want[top])
     print("demo: the malformed record went to the dead-letter topic like-counter.dlq:",
           len(harness.consume_all(broker.bootstrap, "like-counter.dlq", 20)) >= 1)
+    from avro.datafile import DataFileReader
+    from avro.io import DatumReader
+    files = sorted(glob.glob(os.path.join(lake, "like_membership", "*", "*", "*.avro")))
+    rows = 0
+    for f in files:
+        with DataFileReader(open(f, "rb"), DatumReader()) as fr:
+            rows += sum(1 for _ in fr)
+    lake_ok = rows == changes
+    print("demo: the warehouse: %d Avro files under %s; like_membership holds %d rows, one per "
+          "change of the set, each once: %s" % (len(glob.glob(os.path.join(lake, "*", "*", "*",
+                                                                            "*.avro"))),
+                                                 lake, rows, lake_ok))
     harness.cleanup()
-    good = ok and rc == 0 and rec.returncode == 0
+    good = ok and lake_ok and rc == 0 and rec.returncode == 0
     print("demo: %s" % ("OK" if good else "FAILED (counts ok=%s, job exit=%s, reconcile exit=%s)"
                                           % (ok, rc, rec.returncode)))
     sys.exit(0 if good else 1)

@@ -642,6 +642,32 @@ static int range_scan(eddy_state_t *st, const char *lo, size_t lol, const char *
         return n;
 }
 
+int eddy_state_raw_scan(eddy_state_t *st, const void *lo, size_t lol, const void *hi, size_t hil,
+                        int (*cb)(void *, const void *, size_t, const void *, size_t), void *opaque)
+{
+        return range_scan(st, lo, lol, hi, hil, cb, opaque);
+}
+
+void eddy_state_raw_put(eddy_state_t *st, const void *key, size_t klen, const void *val,
+                        size_t vlen)
+{
+        rocksdb_writebatch_put(st->wb, key, klen, val, vlen);
+        st->wb_ops++;
+}
+
+int eddy_state_raw_delete_range(eddy_state_t *st, const void *lo, size_t lol, const void *hi,
+                                size_t hil, char *errstr, size_t errstr_size)
+{
+        rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+        rocksdb_writebatch_delete_range(wb, lo, lol, hi, hil);
+        char *err = NULL;
+        rocksdb_write(st->db, st->wopts, wb, &err);
+        rocksdb_writebatch_destroy(wb);
+        if (err)
+                return copy_err(err, "state delete failed", errstr, errstr_size);
+        return 0;
+}
+
 struct outbox_scan {
         int (*cb)(void *, uint64_t, const void *, size_t);
         void *opaque;

@@ -53,6 +53,18 @@ int eddy_state_outbox_scan(eddy_state_t *st,
                            int (*cb)(void *opaque, uint64_t seq, const void *e, size_t len),
                            void *opaque);
 
+/* Raw keys of the runtime's own namespaces (EDDY_NS_*), outside the cache. */
+/** Visit committed keys in [lo, hi) in order. @returns the count, or -1 on error. */
+int eddy_state_raw_scan(eddy_state_t *st, const void *lo, size_t lol, const void *hi, size_t hil,
+                        int (*cb)(void *opaque, const void *k, size_t kl, const void *v, size_t vl),
+                        void *opaque);
+/** Part of the next commit. */
+void eddy_state_raw_put(eddy_state_t *st, const void *key, size_t klen, const void *val,
+                        size_t vlen);
+/** Deletes committed keys in [lo, hi) now, in a write of its own (any thread). */
+int eddy_state_raw_delete_range(eddy_state_t *st, const void *lo, size_t lol, const void *hi,
+                                size_t hil, char *errstr, size_t errstr_size);
+
 /** Drop every state key of @p partition (and its fence), in the next commit. */
 void eddy_state_drop_partition(eddy_state_t *st, int32_t partition);
 
@@ -101,5 +113,6 @@ int eddy_state_dump(eddy_state_t *st,
 #define EDDY_NS_FENCE  'F'
 #define EDDY_NS_OUTBOX 'X'
 #define EDDY_NS_STATE  'S'
+#define EDDY_NS_LAKE   'W' /* rows waiting for their Avro file */
 
 #endif

@@ -22,6 +22,7 @@ import ctypes
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -337,6 +338,88 @@ class Redis:
         """Stops the server and starts a new one on the same port. Its data is lost."""
         self.stop()
         self._start(timeout)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class ClickHouse:
+    """clickhouse-server (Debian's package) on free loopback ports, its data in tmpdir.
+    .url is its HTTP interface; query() runs SQL over it. The files are set up once; stop()
+    and start() keep the data (a restart mid-run)."""
+
+    def __init__(self, tmpdir=".", timeout=60):
+        self.dir = os.path.join(str(tmpdir), "clickhouse-%d" % os.getpid())
+        os.makedirs(self.dir, exist_ok=True)
+        self.http_port = free_port()
+        self.tcp_port = free_port()
+        self.inter_port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.http_port
+        self.proc = None
+        with open("/etc/clickhouse-server/config.xml") as f:
+            conf = f.read()
+        d = self.dir
+        subst = [
+            (r"<log>[^<]*</log>", "<log>%s/server.log</log>" % d),
+            (r"<errorlog>[^<]*</errorlog>", "<errorlog>%s/server.err.log</errorlog>" % d),
+            (r"<http_port>\d+</http_port>", "<http_port>%d</http_port>" % self.http_port),
+            (r"<tcp_port>\d+</tcp_port>", "<tcp_port>%d</tcp_port>" % self.tcp_port),
+            (r"<interserver_http_port>\d+</interserver_http_port>",
+             "<interserver_http_port>%d</interserver_http_port>" % self.inter_port),
+            (r"<listen_host>::1</listen_host>", ""),
+            (r"<path>/var/lib/clickhouse/</path>", "<path>%s/data/</path>" % d),
+            (r"<tmp_path>[^<]*</tmp_path>", "<tmp_path>%s/tmp/</tmp_path>" % d),
+            (r"<user_files_path>[^<]*</user_files_path>",
+             "<user_files_path>%s/user_files/</user_files_path>" % d),
+            (r"<format_schema_path>[^<]*</format_schema_path>",
+             "<format_schema_path>%s/format_schemas/</format_schema_path>" % d),
+        ]
+        for pat, rep in subst:
+            conf, n = re.subn(pat, rep, conf, count=1)
+            if n != 1 and "listen_host" not in pat:
+                raise AssertionError("clickhouse config: no match for %s" % pat)
+        with open(os.path.join(d, "config.xml"), "w") as f:
+            f.write(conf)
+        shutil.copy("/etc/clickhouse-server/users.xml", os.path.join(d, "users.xml"))
+        self.start(timeout)
+
+    def start(self, timeout=60):
+        server = shutil.which("clickhouse-server") or "/usr/bin/clickhouse-server"
+        self.proc = Proc([server, "--config-file=%s/config.xml" % self.dir], self.dir,
+                         name="clickhouse-%d" % self.http_port)
+
+        def ready():
+            if not self.proc.running():
+                raise AssertionError("clickhouse-server exited with %s. Its log ends:\n%s"
+                                     % (self.proc.returncode, _tail(self.proc.out_path)))
+            try:
+                return self.query("SELECT 1").strip() == "1"
+            except OSError:
+                return False
+
+        wait_until(ready, timeout, interval=0.1, what="clickhouse-server on %s" % self.url)
+
+    def query(self, sql, data=None, timeout=30):
+        """Runs @sql over HTTP; returns the body as text; raises on an HTTP error."""
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+        req = urllib.request.Request(self.url + "/?" + urllib.parse.urlencode({"query": sql}),
+                                     data=data if data is not None else b"")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.read().decode()
+        except urllib.error.HTTPError as e:
+            raise AssertionError("clickhouse: %s: %s" % (sql, e.read().decode()[:500]))
+
+    def stop(self, timeout=30):
+        """SIGTERM, wait, SIGKILL on timeout. Returns the exit code."""
+        if self.proc and self.proc.running():
+            return _stop(self.proc.popen, signal.SIGTERM, timeout)[0]
+        return None
 
     def __enter__(self):
         return self

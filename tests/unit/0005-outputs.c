@@ -355,8 +355,8 @@ static void test_outputs(void **state)
                 assert_int_equal(r[i].dead_letter, 0);
                 assert_int_equal(r[i].nh, 3);
                 char src[64];
-                /* the position before offset 1 was read, seqs after the empty fence */
-                snprintf(src, sizeof(src), TOPIC ",other/0/0/%d", i);
+                /* the position of the record that made them (offset 1), seqs from 0 */
+                snprintf(src, sizeof(src), TOPIC ",other/0/1/%d", i);
                 assert_string_equal(header(&r[i], "eddy.src"), src);
                 assert_string_equal(header(&r[i], "eddy.job"), "j");
                 assert_string_equal(header(&r[i], "eddy.processor"), "out-test");
@@ -375,8 +375,8 @@ static void test_outputs(void **state)
         assert_string_equal(header(&r[3], "eddy.src"), TOPIC "/0/3/0");
         assert_memory_equal(r[3].val, "bad", 3);
 
-        /* The next batch has not moved the position when its first record is processed:
-         * eddy.src goes on from the fence (4, 1) the Redis chunks took. */
+        /* The next batch: the outputs of offset 5 carry its position, above the fence
+         * (4, 1) the Redis chunks took, so their seqs start again from 0. */
         sink_clear(&w.sink);
         feed(&w, 0, 5, "kafka");
         feed(&w, 0, 6, "big");
@@ -384,7 +384,7 @@ static void test_outputs(void **state)
         assert_int_equal(w.sink.nrecs, 3);
         for (int i = 0; i < 3; i++) {
                 char src[64];
-                snprintf(src, sizeof(src), TOPIC ",other/0/4/%d", i + 2);
+                snprintf(src, sizeof(src), TOPIC ",other/0/5/%d", i);
                 assert_string_equal(header(&w.sink.recs[i], "eddy.src"), src);
         }
         assert_int_equal(eddy__test_out_count(w.ctx), 6);
@@ -427,7 +427,7 @@ static void test_redelivery(void **state)
         assert_int_equal(w.sink.nops, 1);
         assert_hash_op(&w.sink.ops[0]);
         assert_int_equal(w.sink.ops[0].pos, 1);
-        assert_int_equal(w.sink.ops[0].seq, 0);
+        assert_int_equal(w.sink.ops[0].seq, 3); /* after the three outputs of offset 1 */
         assert_int_equal(eddy__test_out_count(w.ctx), 3);
         assert_int_equal(eddy__test_dlq_count(w.ctx), 0);
         assert_int_equal(eddy__test_next_offset(w.ctx, TOPIC, 0), 2);
@@ -436,7 +436,7 @@ static void test_redelivery(void **state)
         feed(&w, 0, 2, "kafka");
         assert_int_equal(eddy__test_commit(w.ctx), 0);
         assert_int_equal(w.sink.nrecs, 3);
-        assert_string_equal(header(&w.sink.recs[0], "eddy.src"), TOPIC ",other/0/1/1");
+        assert_string_equal(header(&w.sink.recs[0], "eddy.src"), TOPIC ",other/0/2/0");
         world_free(&w);
 }
 
