@@ -346,7 +346,7 @@ static int ocf_block(eddy_wbuf_t *out, const eddy_wbuf_t *raw, int64_t count,
  * (schema, codec deflate, a sync marker drawn from the file's name, so that the same rows
  * make the same bytes) and blocks of about 1 MiB of rows, each deflated at level 1.
  * eddy writes the container itself: avro-c's writer deflates at level 9, with no setting,
- * and that cost 3 times the rest of the job (docs/warehouse.md). */
+ * which cost the benchmark job 37% of its wall time (docs/warehouse.md). */
 static int ocf_build(const eddy_wh_table_t *t, const char *name, const eddy_wh_row_t *rows,
                      const size_t *idx, size_t n, eddy_wbuf_t *out)
 {
