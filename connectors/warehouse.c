@@ -31,9 +31,9 @@ void eddy_wbuf_put(eddy_wbuf_t *b, const void *p, size_t n)
                 b->cap = (b->len + n) * 2 + 64;
                 b->p = eddy__xrealloc(b->p, b->cap);
         }
-        if (n)
+        if (n && p)
                 memcpy(b->p + b->len, p, n);
-        b->len += n;
+        b->len += n; /* with p NULL: n bytes the caller fills */
 }
 
 void eddy_wbuf_free(eddy_wbuf_t *b)
@@ -77,7 +77,7 @@ void eddy_avro_bool(eddy_wbuf_t *b, int v)
         eddy_wbuf_put(b, &c, 1);
 }
 
-/* Decoding, for ClickHouse's JSON and for checks. */
+/* Decoding of row bodies, for ClickHouse's RowBinary. */
 typedef struct rd_s {
         const unsigned char *p, *end;
         int bad;
@@ -116,7 +116,7 @@ static const char *rd_str(rd_t *r, size_t *n)
 
 /* ---------------------------------------------------------------- tables */
 
-const char *eddy_wh_schema_text(const char *name)
+static const char *schema_text(const char *name)
 {
         for (const eddy__schema_src_t *s = eddy__schemas; s->name; s++)
                 if (!strcmp(s->name, name))
@@ -151,7 +151,7 @@ int eddy_wh_table_load(const char *name, eddy_wh_table_t *t, char *errstr, size_
         static const eddy_wh_type_t meta_type[EDDY_WH_META_COLS] = {EDDY_WH_STRING, EDDY_WH_INT,
                                                                     EDDY_WH_LONG, EDDY_WH_LONG};
         memset(t, 0, sizeof(*t));
-        const char *text = eddy_wh_schema_text(name);
+        const char *text = schema_text(name);
         if (!text) {
                 snprintf(errstr, errstr_size, "warehouse table %s: no schemas/%s.avsc", name, name);
                 return -1;
@@ -229,48 +229,6 @@ void eddy_wh_table_free(eddy_wh_table_t *t)
         memset(t, 0, sizeof(*t));
 }
 
-int eddy_wh_row_pos(const eddy_wh_table_t *t, eddy_wh_row_t *row)
-{
-        rd_t r = {row->body, row->body + row->len, 0};
-        int64_t v[EDDY_WH_META_COLS] = {0};
-        for (int i = 0; i < t->ncols && !r.bad; i++) {
-                const eddy_wh_col_t *c = &t->cols[i];
-                if (c->nullable && rd_long(&r) == 0)
-                        continue;
-                size_t n;
-                int m = i - (t->ncols - EDDY_WH_META_COLS);
-                switch (c->type) {
-                case EDDY_WH_STRING:
-                        rd_str(&r, &n);
-                        break;
-                case EDDY_WH_LONG:
-                case EDDY_WH_INT:
-                        if (m >= 0)
-                                v[m] = rd_long(&r);
-                        else
-                                rd_long(&r);
-                        break;
-                case EDDY_WH_DOUBLE:
-                        if (r.end - r.p < 8)
-                                r.bad = 1;
-                        else
-                                r.p += 8;
-                        break;
-                case EDDY_WH_BOOLEAN:
-                        if (r.p >= r.end)
-                                r.bad = 1;
-                        else
-                                r.p++;
-                        break;
-                }
-        }
-        if (r.bad || r.p != r.end)
-                return -1;
-        row->pos = v[2];
-        row->seq = v[3];
-        return 0;
-}
-
 /* ---------------------------------------------------------------- the lake */
 
 static int fsync_path(const char *path)
@@ -320,11 +278,8 @@ static int ocf_block(eddy_wbuf_t *out, const eddy_wbuf_t *raw, int64_t count,
         memset(&z, 0, sizeof(z));
         if (deflateInit2(&z, Z_BEST_SPEED, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
                 return -1;
-        eddy_wbuf_t zb = {0};
         size_t bound = deflateBound(&z, raw->len);
-        eddy_wbuf_put(&zb, NULL, 0);
-        zb.p = eddy__xrealloc(zb.p, bound);
-        zb.cap = bound;
+        eddy_wbuf_t zb = {eddy__xrealloc(NULL, bound), 0, bound};
         z.next_in = raw->p;
         z.avail_in = (uInt)raw->len;
         z.next_out = zb.p;
@@ -634,33 +589,23 @@ static const char *ch_type(const eddy_wh_col_t *c)
         return c->nullable ? nul[c->type] : plain[c->type];
 }
 
-static void sql_ident(eddy_wbuf_t *b, const char *s)
+/* @p s quoted with @p q (` for an identifier, ' for a string), \ and q escaped. */
+static void sql_quote(eddy_wbuf_t *b, const char *s, char q)
 {
-        eddy_wbuf_put(b, "`", 1);
+        eddy_wbuf_put(b, &q, 1);
         for (; *s; s++) {
-                if (*s == '`' || *s == '\\')
+                if (*s == q || *s == '\\')
                         eddy_wbuf_put(b, "\\", 1);
                 eddy_wbuf_put(b, s, 1);
         }
-        eddy_wbuf_put(b, "`", 1);
-}
-
-static void sql_str(eddy_wbuf_t *b, const char *s)
-{
-        eddy_wbuf_put(b, "'", 1);
-        for (; *s; s++) {
-                if (*s == '\'' || *s == '\\')
-                        eddy_wbuf_put(b, "\\", 1);
-                eddy_wbuf_put(b, s, 1);
-        }
-        eddy_wbuf_put(b, "'", 1);
+        eddy_wbuf_put(b, &q, 1);
 }
 
 static void table_name(eddy_ch_t *ch, const eddy_wh_table_t *t, eddy_wbuf_t *b)
 {
         char n[512];
         snprintf(n, sizeof(n), "%s%s", ch->prefix, t->name);
-        sql_ident(b, n);
+        sql_quote(b, n, '`');
 }
 
 int eddy_ch_prepare(eddy_ch_t *ch, const eddy_wh_table_t *t, char *errstr, size_t errstr_size)
@@ -674,7 +619,7 @@ int eddy_ch_prepare(eddy_ch_t *ch, const eddy_wh_table_t *t, char *errstr, size_
                 for (int i = 0; i < t->ncols; i++) {
                         if (i)
                                 eddy_wbuf_put(&q, ", ", 2);
-                        sql_ident(&q, t->cols[i].name);
+                        sql_quote(&q, t->cols[i].name, '`');
                         eddy_wbuf_put(&q, " ", 1);
                         const char *ty = ch_type(&t->cols[i]);
                         eddy_wbuf_put(&q, ty, strlen(ty));
@@ -688,7 +633,7 @@ int eddy_ch_prepare(eddy_ch_t *ch, const eddy_wh_table_t *t, char *errstr, size_
                         if (!first)
                                 eddy_wbuf_put(&q, ", ", 2);
                         first = 0;
-                        sql_ident(&q, t->cols[i].name);
+                        sql_quote(&q, t->cols[i].name, '`');
                 }
                 eddy_wbuf_put(&q, ")", 2); /* with the NUL */
                 rc = ch_request(ch, (const char *)q.p, NULL, 0, 0, "create table", errstr,
@@ -698,11 +643,11 @@ int eddy_ch_prepare(eddy_ch_t *ch, const eddy_wh_table_t *t, char *errstr, size_
         if (!rc) {
                 /* the columns must be the schema's, with the same types */
                 eddy_wbuf_put(&q, "SELECT name, type FROM system.columns WHERE database = ", 55);
-                sql_str(&q, ch->database);
+                sql_quote(&q, ch->database, '\'');
                 eddy_wbuf_put(&q, " AND table = ", 13);
                 char n[512];
                 snprintf(n, sizeof(n), "%s%s", ch->prefix, t->name);
-                sql_str(&q, n);
+                sql_quote(&q, n, '\'');
                 eddy_wbuf_put(&q, " FORMAT TabSeparated", 21);
                 rc = ch_request(ch, (const char *)q.p, NULL, 0, 0, "describe table", errstr,
                                 errstr_size);
@@ -751,7 +696,7 @@ int eddy_ch_max_pos(eddy_ch_t *ch, const eddy_wh_table_t *t, const char *topic, 
         eddy_wbuf_put(&q, "SELECT _offset, _seq FROM ", 26);
         table_name(ch, t, &q);
         eddy_wbuf_put(&q, " WHERE _topic = ", 16);
-        sql_str(&q, topic);
+        sql_quote(&q, topic, '\'');
         char tail[128];
         snprintf(tail, sizeof(tail),
                  " AND _partition = %" PRId32
@@ -842,7 +787,6 @@ static int gzip_buf(const eddy_wbuf_t *in, eddy_wbuf_t *out)
                 return -1;
         size_t bound = deflateBound(&z, in->len) + 32;
         out->len = 0;
-        eddy_wbuf_put(out, NULL, 0);
         if (out->cap < bound) {
                 out->cap = bound;
                 out->p = eddy__xrealloc(out->p, bound);

@@ -12,6 +12,7 @@ typedef struct eddy_wbuf_s {
         size_t len, cap;
 } eddy_wbuf_t;
 
+/** Appends @p n bytes of @p p; with p NULL, n bytes the caller fills. */
 void eddy_wbuf_put(eddy_wbuf_t *b, const void *p, size_t n);
 void eddy_wbuf_free(eddy_wbuf_t *b);
 
@@ -53,8 +54,6 @@ typedef struct eddy_wh_table_s {
  */
 int eddy_wh_table_load(const char *name, eddy_wh_table_t *t, char *errstr, size_t errstr_size);
 void eddy_wh_table_free(eddy_wh_table_t *t);
-/** @returns the built-in schema text of @p name, or NULL. */
-const char *eddy_wh_schema_text(const char *name);
 
 /** One row handed to a sink: its Avro body (every column), event time and identity. */
 typedef struct eddy_wh_row_s {
@@ -64,10 +63,6 @@ typedef struct eddy_wh_row_s {
         int32_t partition;
         int64_t pos, seq; /* _offset, _seq */
 } eddy_wh_row_t;
-
-/** Sets @p row's pos and seq from the _offset and _seq of its body. @returns 0, or -1 if
- *  the body does not match the table's schema. */
-int eddy_wh_row_pos(const eddy_wh_table_t *t, eddy_wh_row_t *row);
 
 /**
  * @brief Writes @p rows (all of one input partition, in (pos, seq) order) as Avro container

@@ -1605,6 +1605,15 @@ static int ent_cmp(const void *a, const void *b)
 static size_t features_json(wf_t *wf, const went_t *e, int64_t c, const hf_t *hf, size_t n,
                             int whole)
 {
+        /* The fields' names and values are copied from buf itself: make room for the worst
+         * case first (every byte escaped as \u00XX), so that buf does not move under them. */
+        size_t need = 64 + 6 * e->idlen;
+        for (size_t i = 0; i < n; i++)
+                need += 4 + 6 * hf[i].nlen + hf[i].vlen;
+        if (wf->blen + need > wf->bcap) {
+                wf->bcap = (wf->blen + need) * 2;
+                wf->buf = eddy__xrealloc(wf->buf, wf->bcap);
+        }
         size_t start = wf->blen;
         if (whole) {
                 char num[32];

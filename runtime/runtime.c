@@ -78,11 +78,6 @@ typedef struct pscope_s {
         int64_t fpos, fseq;
 } pscope_t;
 
-typedef struct buf_s {
-        unsigned char *p;
-        size_t len, cap;
-} buf_t;
-
 /* An emitted Redis op, pointing into the batch arena by offsets. */
 typedef struct rop_s {
         int32_t partition;
@@ -120,12 +115,12 @@ struct eddy_ctx_s {
         int nscopes;
 
         /* the batch in flight */
-        buf_t arena; /* keys and values of emitted ops */
+        eddy_wbuf_t arena; /* keys and values of emitted ops */
         rop_t *rops;
         size_t nrops, rops_cap;
         rop_t *expects; /* reconcile: expected Redis values */
         size_t nexpects, expects_cap;
-        buf_t krecs; /* encoded Kafka records of the batch: dead letters and outputs */
+        eddy_wbuf_t krecs; /* encoded Kafka records of the batch: dead letters and outputs */
         uint32_t nkrecs;
         int64_t batch_events;
         uint64_t *done_seqs; /* delivered outbox entries to delete at the next commit */
@@ -165,9 +160,9 @@ struct eddy_ctx_s {
         int ntables;
         int *tsel; /* per table: written by this job */
         struct eddy_row_s *row;
-        buf_t rows; /* clickhouse: the batch's rows, in the entry's format */
+        eddy_wbuf_t rows; /* clickhouse: the batch's rows, in the entry's format */
         uint32_t nrows;
-        buf_t rolls; /* lake: the batch's roll instructions */
+        eddy_wbuf_t rolls; /* lake: the batch's roll instructions */
         uint32_t nrolls;
         struct lake_seg_s *segs; /* lake: [table * nseg_parts + partition] */
         int nseg_parts;
@@ -207,41 +202,29 @@ static double secs_since(int64_t t0_us)
         return (double)(now_us() - t0_us) / 1e6;
 }
 
-/* Appends @p n bytes of @p p; with p NULL, n bytes the caller fills. */
-static void buf_put(buf_t *b, const void *p, size_t n)
+static void buf_u8(eddy_wbuf_t *b, uint8_t v)
 {
-        if (b->len + n > b->cap) {
-                b->cap = (b->len + n) * 2 + 256;
-                b->p = eddy__xrealloc(b->p, b->cap);
-        }
-        if (n && p)
-                memcpy(b->p + b->len, p, n);
-        b->len += n;
+        eddy_wbuf_put(b, &v, 1);
 }
 
-static void buf_u8(buf_t *b, uint8_t v)
-{
-        buf_put(b, &v, 1);
-}
-
-static void buf_u32(buf_t *b, uint32_t v)
+static void buf_u32(eddy_wbuf_t *b, uint32_t v)
 {
         unsigned char x[4] = {v >> 24, v >> 16, v >> 8, v};
-        buf_put(b, x, 4);
+        eddy_wbuf_put(b, x, 4);
 }
 
-static void buf_u64(buf_t *b, uint64_t v)
+static void buf_u64(eddy_wbuf_t *b, uint64_t v)
 {
         unsigned char x[8];
         for (int i = 7; i >= 0; i--, v >>= 8)
                 x[i] = (unsigned char)v;
-        buf_put(b, x, 8);
+        eddy_wbuf_put(b, x, 8);
 }
 
-static void buf_bytes(buf_t *b, const void *p, size_t n)
+static void buf_bytes(eddy_wbuf_t *b, const void *p, size_t n)
 {
         buf_u32(b, (uint32_t)n);
-        buf_put(b, p, n);
+        eddy_wbuf_put(b, p, n);
 }
 
 /* A reader over an encoded outbox entry; sets bad on overrun. */
@@ -349,10 +332,10 @@ static rop_t *add_rop(eddy_ctx_t *ctx, rop_t **arr, size_t *n, size_t *cap, int3
         o->op = op;
         o->koff = ctx->arena.len;
         o->klen = klen;
-        buf_put(&ctx->arena, key, klen);
+        eddy_wbuf_put(&ctx->arena, key, klen);
         o->voff = ctx->arena.len;
         o->vlen = vlen;
-        buf_put(&ctx->arena, val, vlen);
+        eddy_wbuf_put(&ctx->arena, val, vlen);
         return o;
 }
 
@@ -476,7 +459,7 @@ int eddy_partition_assigned(eddy_ctx_t *ctx, int32_t partition)
 static void krec_add(eddy_ctx_t *ctx, const char *topic, int flags, const void *key, size_t klen,
                      const void *val, size_t vlen, const char *const (*h)[2], size_t nh)
 {
-        buf_t *b = &ctx->krecs;
+        eddy_wbuf_t *b = &ctx->krecs;
         buf_bytes(b, topic, strlen(topic));
         buf_u32(b, (uint32_t)RD_KAFKA_PARTITION_UA);
         buf_u8(b, (uint8_t)flags);
@@ -577,13 +560,16 @@ struct eddy_row_s {
         eddy_wbuf_t body;
 };
 
+/* A row in a lake chunk: ts, pos, seq (8 bytes each, big-endian), body length (4), body. */
+#define CHUNK_ROW_HEAD 28
+
 /* lake: what a (table, partition) has waiting in EDDY_NS_LAKE keys since its last roll, and
  * the rows of the batch in flight, which go into one key (a chunk) at the commit */
 typedef struct lake_seg_s {
         int64_t rows, bytes;
         int64_t since; /* wall clock, ms, when its first waiting row came (or was loaded) */
         uint64_t last_pos, last_seq;
-        eddy_wbuf_t chunk;             /* per row: ts (8 bytes), length (4 bytes), Avro body */
+        eddy_wbuf_t chunk; /* per row: ts, pos, seq (8 bytes each), length (4), Avro body */
         uint64_t chunk_pos, chunk_seq; /* of its first row */
 } lake_seg_t;
 
@@ -689,20 +675,27 @@ static size_t lake_prefix(const eddy_wh_table_t *t, int32_t p, unsigned char *k)
         return nl + 6;
 }
 
+/* Grows a [table * nparts + partition] array of @p size-byte elements so that partition
+ * @p p fits, keeping every element where its (table, partition) says; new ones are zero. */
+static void *tp_grow(void *arr, int *nparts, int ntables, size_t size, int32_t p)
+{
+        if (p < *nparts)
+                return arr;
+        int n = p + 1 > *nparts * 2 ? p + 1 : *nparts * 2;
+        char *a = calloc((size_t)n * (size_t)ntables, size);
+        if (!a)
+                abort();
+        for (int t = 0; arr && t < ntables; t++)
+                memcpy(a + (size_t)t * (size_t)n * size,
+                       (char *)arr + (size_t)t * (size_t)*nparts * size, (size_t)*nparts * size);
+        free(arr);
+        *nparts = n;
+        return a;
+}
+
 static lake_seg_t *lake_seg(eddy_ctx_t *ctx, int table, int32_t p)
 {
-        if (p >= ctx->nseg_parts) {
-                int n = p + 1 > ctx->nseg_parts * 2 ? p + 1 : ctx->nseg_parts * 2;
-                lake_seg_t *segs = calloc((size_t)n * (size_t)ctx->ntables, sizeof(*segs));
-                if (!segs)
-                        abort();
-                for (int t = 0; t < ctx->ntables; t++)
-                        for (int i = 0; i < ctx->nseg_parts; i++)
-                                segs[t * n + i] = ctx->segs[t * ctx->nseg_parts + i];
-                free(ctx->segs);
-                ctx->segs = segs;
-                ctx->nseg_parts = n;
-        }
+        ctx->segs = tp_grow(ctx->segs, &ctx->nseg_parts, ctx->ntables, sizeof(*ctx->segs), p);
         return &ctx->segs[table * ctx->nseg_parts + p];
 }
 
@@ -744,10 +737,12 @@ void eddy_row_end(eddy_row_t *r)
                         sg->chunk_pos = (uint64_t)pos;
                         sg->chunk_seq = (uint64_t)seq;
                 }
-                unsigned char h[12];
+                unsigned char h[CHUNK_ROW_HEAD];
                 put_be(h, (uint64_t)r->ts, 8);
-                put_be(h + 8, (uint32_t)r->body.len, 4);
-                eddy_wbuf_put(&sg->chunk, h, 12);
+                put_be(h + 8, (uint64_t)pos, 8);
+                put_be(h + 16, (uint64_t)seq, 8);
+                put_be(h + 24, (uint32_t)r->body.len, 4);
+                eddy_wbuf_put(&sg->chunk, h, CHUNK_ROW_HEAD);
                 eddy_wbuf_put(&sg->chunk, r->body.p, r->body.len);
                 lake_seg_add(sg, r->body.len, (uint64_t)pos, (uint64_t)seq);
                 return;
@@ -794,21 +789,25 @@ static void lake_rolls(eddy_ctx_t *ctx)
                 }
 }
 
-/* Visits the rows of a chunk: (ts, body, len). @returns -1 if it is corrupt. */
-static int chunk_rows(const unsigned char *v, size_t vl,
-                      void (*cb)(void *opaque, int64_t ts, const unsigned char *b, size_t n),
-                      void *opaque)
+/* Visits the rows of a chunk, each as an eddy_wh_row_t (of partition @p p) whose body points
+ * into the chunk. @returns -1 if it is corrupt. */
+static int chunk_rows(const unsigned char *v, size_t vl, int32_t p,
+                      void (*cb)(void *opaque, const eddy_wh_row_t *row), void *opaque)
 {
         while (vl > 0) {
-                if (vl < 12)
+                if (vl < CHUNK_ROW_HEAD)
                         return -1;
-                int64_t ts = (int64_t)get_be(v, 8);
-                size_t n = (size_t)get_be(v + 8, 4);
-                if (n > vl - 12)
+                eddy_wh_row_t row = {.body = v + CHUNK_ROW_HEAD,
+                                     .len = (size_t)get_be(v + 24, 4),
+                                     .ts = (int64_t)get_be(v, 8),
+                                     .partition = p,
+                                     .pos = (int64_t)get_be(v + 8, 8),
+                                     .seq = (int64_t)get_be(v + 16, 8)};
+                if (row.len > vl - CHUNK_ROW_HEAD)
                         return -1;
-                cb(opaque, ts, v + 12, n);
-                v += 12 + n;
-                vl -= 12 + n;
+                cb(opaque, &row);
+                v += CHUNK_ROW_HEAD + row.len;
+                vl -= CHUNK_ROW_HEAD + row.len;
         }
         return 0;
 }
@@ -821,14 +820,10 @@ struct seg_load {
         int bad;
 };
 
-static void seg_row(void *opaque, int64_t ts, const unsigned char *b, size_t n)
+static void seg_row(void *opaque, const eddy_wh_row_t *row)
 {
         struct seg_load *sl = opaque;
-        lake_seg_t *sg = sl->sg;
-        if (!sg->rows)
-                sg->since = now_ms();
-        sg->rows++;
-        sg->bytes += (int64_t)n;
+        lake_seg_add(sl->sg, row->len, (uint64_t)row->pos, (uint64_t)row->seq);
 }
 
 static int seg_visit(void *opaque, const void *k, size_t kl, const void *v, size_t vl)
@@ -837,12 +832,9 @@ static int seg_visit(void *opaque, const void *k, size_t kl, const void *v, size
         const unsigned char *u = k;
         if (kl != sl->plen + 16)
                 return 0;
-        sl->sg = lake_seg(sl->ctx, sl->table, (int32_t)get_be(u + sl->plen - 4, 4));
-        /* the chunk's last (pos, seq) is not in its key: a roll instruction only needs one at
-         * or above it, and the next row's (pos, seq) is above every one handed out */
-        sl->sg->last_pos = get_be(u + sl->plen, 8);
-        sl->sg->last_seq = UINT32_MAX;
-        sl->bad |= chunk_rows(v, vl, seg_row, sl);
+        int32_t p = (int32_t)get_be(u + sl->plen - 4, 4);
+        sl->sg = lake_seg(sl->ctx, sl->table, p);
+        sl->bad |= chunk_rows(v, vl, p, seg_row, sl);
         return 0;
 }
 
@@ -1046,18 +1038,7 @@ static int wh_table(eddy_ctx_t *ctx, uint32_t t)
 
 static ch_max_t *ch_max(eddy_ctx_t *ctx, int table, int32_t p)
 {
-        if (p >= ctx->nchmax_parts) {
-                int n = p + 1 > ctx->nchmax_parts * 2 ? p + 1 : ctx->nchmax_parts * 2;
-                ch_max_t *m = calloc((size_t)n * (size_t)ctx->ntables, sizeof(*m));
-                if (!m)
-                        abort();
-                for (int t = 0; t < ctx->ntables; t++)
-                        for (int i = 0; i < ctx->nchmax_parts; i++)
-                                m[t * n + i] = ctx->chmax[t * ctx->nchmax_parts + i];
-                free(ctx->chmax);
-                ctx->chmax = m;
-                ctx->nchmax_parts = n;
-        }
+        ctx->chmax = tp_grow(ctx->chmax, &ctx->nchmax_parts, ctx->ntables, sizeof(*ctx->chmax), p);
         return &ctx->chmax[table * ctx->nchmax_parts + p];
 }
 
@@ -1164,19 +1145,17 @@ struct lake_read {
         int bad;
 };
 
-static void lake_row(void *opaque, int64_t ts, const unsigned char *b, size_t n)
+static void lake_row(void *opaque, const eddy_wh_row_t *row)
 {
         struct lake_read *lr = opaque;
         if (lr->n == lr->cap) {
                 lr->cap = lr->cap ? lr->cap * 2 : 1024;
                 lr->rows = eddy__xrealloc(lr->rows, lr->cap * sizeof(*lr->rows));
         }
-        eddy_wh_row_t *row = &lr->rows[lr->n++];
-        row->partition = lr->partition;
-        row->ts = ts;
-        row->body = (const unsigned char *)(uintptr_t)lr->data.len; /* an offset until done */
-        row->len = n;
-        eddy_wbuf_put(&lr->data, b, n);
+        eddy_wh_row_t *r = &lr->rows[lr->n++];
+        *r = *row;
+        r->body = (const unsigned char *)(uintptr_t)lr->data.len; /* an offset until done */
+        eddy_wbuf_put(&lr->data, row->body, row->len);
 }
 
 static int lake_visit(void *opaque, const void *k, size_t kl, const void *v, size_t vl)
@@ -1184,7 +1163,7 @@ static int lake_visit(void *opaque, const void *k, size_t kl, const void *v, siz
         struct lake_read *lr = opaque;
         if (kl != lr->plen + 16)
                 return 0;
-        lr->bad |= chunk_rows(v, vl, lake_row, lr);
+        lr->bad |= chunk_rows(v, vl, lr->partition, lake_row, lr);
         return 0;
 }
 
@@ -1208,14 +1187,12 @@ static int deliver_rolls(eddy_ctx_t *ctx, rd_t *r, uint32_t nrolls)
                 put_be(hi + pl, pos, 8);
                 put_be(hi + pl + 8, seq + 1, 8); /* just past the last row of the roll */
                 struct lake_read lr = {{0}, NULL, 0, 0, pl, p, 0};
-                int rc = eddy_state_raw_scan(ctx->st, lo, pl, hi, pl + 16, lake_visit, &lr) < 0 ||
-                         lr.bad;
-                /* the rows' _offset and _seq are in their bodies: read them for the names */
-                for (size_t k = 0; k < lr.n && !rc; k++) {
-                        eddy_wh_row_t *row = &lr.rows[k];
-                        row->body = lr.data.p + (uintptr_t)row->body;
-                        rc = eddy_wh_row_pos(tb, row);
-                }
+                int rc = 0;
+                if (eddy_state_raw_scan(ctx->st, lo, pl, hi, pl + 16, lake_visit, &lr) < 0 ||
+                    lr.bad)
+                        rc = EDDY_ERR_STATE;
+                for (size_t k = 0; k < lr.n; k++)
+                        lr.rows[k].body = lr.data.p + (uintptr_t)lr.rows[k].body;
                 for (int attempt = 0; !rc; attempt++) {
                         /* a re-delivery after the rows were deleted finds none: done before */
                         if (eddy_lake_write(ctx->rt.warehouse_dir, tb, ctx->src_topics, lr.rows,
@@ -1240,7 +1217,7 @@ static int deliver_rolls(eddy_ctx_t *ctx, rd_t *r, uint32_t nrolls)
                 free(lr.rows);
                 eddy_wbuf_free(&lr.data);
                 if (rc)
-                        return rc == 1 ? EDDY_ERR_STATE : rc;
+                        return rc;
         }
         return 0;
 }
@@ -1387,7 +1364,7 @@ static int rop_cmp(const void *a, const void *b)
 }
 
 /* Encodes the batch's outputs into an outbox entry; hands out fence (pos, seq) per group. */
-static void encode_entry(eddy_ctx_t *ctx, rop_t *ops, size_t nops, buf_t *out)
+static void encode_entry(eddy_ctx_t *ctx, rop_t *ops, size_t nops, eddy_wbuf_t *out)
 {
         if (nops > 1)
                 qsort(ops, nops, sizeof(*ops), rop_cmp);
@@ -1433,12 +1410,12 @@ static void encode_entry(eddy_ctx_t *ctx, rop_t *ops, size_t nops, buf_t *out)
                         ctx->scopes[p].dirty = 0;
                 }
         buf_u32(out, ctx->nkrecs);
-        buf_put(out, ctx->krecs.p, ctx->krecs.len);
+        eddy_wbuf_put(out, ctx->krecs.p, ctx->krecs.len);
         /* format 4: warehouse rows (clickhouse), then lake roll instructions */
         buf_u32(out, ctx->nrows);
-        buf_put(out, ctx->rows.p, ctx->rows.len);
+        eddy_wbuf_put(out, ctx->rows.p, ctx->rows.len);
         buf_u32(out, ctx->nrolls);
-        buf_put(out, ctx->rolls.p, ctx->rolls.len);
+        eddy_wbuf_put(out, ctx->rolls.p, ctx->rolls.len);
 }
 
 static void batch_reset(eddy_ctx_t *ctx)
@@ -1478,7 +1455,7 @@ static rd_kafka_topic_partition_list_t *group_offsets(eddy_ctx_t *ctx)
 /* A prepared commit on its way: the RocksDB write, then the delivery of its entry. */
 typedef struct job_s {
         eddy_state_txn_t *txn;
-        buf_t entry;
+        eddy_wbuf_t entry;
         uint64_t seq;
         rd_kafka_topic_partition_list_t *offsets;
         struct job_s *next;
@@ -2366,13 +2343,13 @@ static int ctx_init(eddy_ctx_t *ctx, const eddy_job_args_t *a, int want_kafka, i
         eddy_conf_secrets(&ctx->rt, a->proc->props, ctx->pconf, add_secret, &ctx->lg);
         ctx->metrics =
             eddy_metrics_new(ctx->rt.job_name, a->proc->name, ctx->rt.ready_max_lag, &ctx->lg);
-        buf_t src = {NULL, 0, 0};
+        eddy_wbuf_t src = {NULL, 0, 0};
         for (size_t i = 0; i < ctx->rt.input_topics.n; i++) {
                 if (i)
-                        buf_put(&src, ",", 1);
-                buf_put(&src, ctx->rt.input_topics.v[i], strlen(ctx->rt.input_topics.v[i]));
+                        eddy_wbuf_put(&src, ",", 1);
+                eddy_wbuf_put(&src, ctx->rt.input_topics.v[i], strlen(ctx->rt.input_topics.v[i]));
         }
-        buf_put(&src, "", 1);
+        eddy_wbuf_put(&src, "", 1);
         ctx->src_topics = (char *)src.p;
         ctx->replay = a->from || a->until;
 

@@ -660,12 +660,7 @@ int eddy_state_raw_delete_range(eddy_state_t *st, const void *lo, size_t lol, co
 {
         rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
         rocksdb_writebatch_delete_range(wb, lo, lol, hi, hil);
-        char *err = NULL;
-        rocksdb_write(st->db, st->wopts, wb, &err);
-        rocksdb_writebatch_destroy(wb);
-        if (err)
-                return copy_err(err, "state delete failed", errstr, errstr_size);
-        return 0;
+        return eddy_state_write(st, (eddy_state_txn_t *)wb, errstr, errstr_size);
 }
 
 struct outbox_scan {

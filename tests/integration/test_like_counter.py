@@ -119,8 +119,8 @@ def write_job(tmp, broker, redis_url, name="job.json", **extra):
     return path
 
 
-def committed_all(bootstrap, highs):
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP, "enable.auto.commit": False})
+def committed_all(bootstrap, highs, group=GROUP):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
         got = c.committed([TopicPartition(TOPIC, p) for p in range(PARTITIONS)], timeout=10)
         return all(tp.offset == highs[tp.partition] for tp in got)
@@ -172,13 +172,13 @@ def produce_with_positions(bootstrap, records):
     return pos
 
 
-def run_to_end(eddy, job, broker, tmp, tag):
+def run_to_end(eddy, job, broker, tmp, tag, group=GROUP):
     """Runs the job until its committed group offsets reach the high watermarks; SIGTERM."""
     highs = high_watermarks(broker.bootstrap)
     proc = harness.Proc([eddy, "run", "like-counter", "-c", job], tmp, tag)
     # the group offsets may be at the end already (a killed run got there): wait for this one
     harness.wait_until(lambda: "assigned" in proc.log(), 60, 0.2, "the job to be assigned")
-    harness.wait_until(lambda: committed_all(broker.bootstrap, highs), 180, 1.0,
+    harness.wait_until(lambda: committed_all(broker.bootstrap, highs, group), 180, 1.0,
                        "like-counter to catch up (%s)" % tag)
     rc = proc.term()
     assert rc == 0, "clean stop must exit 0, got %s\n%s" % (rc, proc.log()[-3000:])

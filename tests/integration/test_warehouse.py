@@ -114,26 +114,6 @@ def check_lake(root, mrows, crows):
             table, len(missing), missing[:2], len(extra), extra[:2])
 
 
-def run_to_end(eddy, job, group, broker, tmp, tag):
-    """Runs a job until its group offsets reach the high watermarks, then SIGTERM."""
-    highs = lc.high_watermarks(broker.bootstrap)
-    proc = harness.Proc([eddy, "run", "like-counter", "-c", job], tmp, tag)
-    harness.wait_until(lambda: "assigned" in proc.log(), 60, 0.2, "the job to be assigned")
-
-    def caught_up():
-        from confluent_kafka import Consumer, TopicPartition
-        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
-        try:
-            got = c.committed([TopicPartition(lc.TOPIC, p) for p in range(lc.PARTITIONS)], timeout=10)
-            return all(tp.offset == highs[tp.partition] for tp in got)
-        finally:
-            c.close()
-    harness.wait_until(caught_up, 180, 1.0, "%s to catch up" % tag)
-    rc = proc.term()
-    assert rc == 0, "clean stop must exit 0, got %s\n%s" % (rc, proc.log()[-3000:])
-    return proc
-
-
 def test_warehouse_crash_clickhouse_restart_lake(eddy, tmp):
     broker = harness.DevBroker(eddy, {lc.TOPIC: lc.PARTITIONS, lc.DLQ: 1}, tmp)
     redis = harness.Redis(tmp)
@@ -185,8 +165,8 @@ def test_warehouse_crash_clickhouse_restart_lake(eddy, tmp):
                          r"bytes=(\d+)$", p.stdout, re.M)
     assert waiting and all(int(w[2]) > 0 for w in waiting), p.stdout
 
-    run_to_end(eddy, job_ch, "eddy-wh-ch", broker, tmp, "ch-final")
-    run_to_end(eddy, job_lake, "eddy-wh-lake", broker, tmp, "lake-final")
+    lc.run_to_end(eddy, job_ch, broker, tmp, "ch-final", group="eddy-wh-ch")
+    lc.run_to_end(eddy, job_lake, broker, tmp, "lake-final", group="eddy-wh-lake")
     mrows, crows = model_rows(records, positions)
     assert len(mrows) > 20000 and len(crows) == len(mrows)
     check_clickhouse(ch, mrows, crows)
