@@ -101,9 +101,13 @@ void eddy_state_del(eddy_ctx_t *ctx, int32_t partition, const void *key, size_t 
 
 typedef int(eddy_scan_cb)(void *opaque, const void *key, size_t klen, const void *val, size_t vlen);
 /**
- * @brief Visit every key of @p partition that starts with @p prefix, in key order.
- * @remark Sees committed state only: call it where the runtime has just committed
- *         (reconcile), not from process(). A callback returning non-zero stops the scan.
+ * @brief Visit every key of @p partition that starts with @p prefix, in key order, as reads
+ *        see them (the batch in flight included).
+ * @remark It first waits for the commits in flight to be written and delivered, so it costs
+ *         a pipeline stall: for rare events (reconcile, a truncate, loading a partition), not
+ *         per record. The callback may write keys of other prefixes and the key it is
+ *         given; other writes to the scanned range wait until the scan returns. A callback
+ *         returning non-zero stops the scan. @returns the keys visited, or <0 on error.
  */
 int eddy_state_scan(eddy_ctx_t *ctx, int32_t partition, const void *prefix, size_t plen,
                     eddy_scan_cb *cb, void *opaque);

@@ -306,9 +306,14 @@ void eddy_state_del(eddy_ctx_t *ctx, int32_t partition, const void *key, size_t 
         eddy__state_del(ctx->st, partition, key, klen);
 }
 
+static int drain(eddy_ctx_t *ctx);
+
 int eddy_state_scan(eddy_ctx_t *ctx, int32_t partition, const void *prefix, size_t plen,
                     eddy_scan_cb *cb, void *opaque)
 {
+        /* commits in flight hold entries the cache has and RocksDB not yet */
+        if (ctx->async && drain(ctx))
+                return -EDDY_ERR_STATE;
         return eddy__state_scan(ctx->st, partition, prefix, plen, cb, opaque);
 }
 

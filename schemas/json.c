@@ -513,8 +513,10 @@ static inline long match_name(const char *const *names, size_t n, const unsigned
         return -1;
 }
 
-int eddy_json_object(const char *buf, size_t len, const char *const *names, size_t n,
-                     eddy_json_val_t *out, char *errstr, size_t errstr_size)
+/* The one object walk behind eddy_json_object() and eddy_json_members(). */
+static int object_walk(const char *buf, size_t len, const char *const *names, size_t n,
+                       eddy_json_val_t *out, eddy_json_member_cb *cb, void *opaque, char *errstr,
+                       size_t errstr_size)
 {
         jp_t jp;
         const unsigned char *p = (const unsigned char *)buf, *end = p + len, *key;
@@ -557,7 +559,8 @@ int eddy_json_object(const char *buf, size_t len, const char *const *names, size
                 kesc = 0;
                 if (!(p = scan_string(&jp, key, &kesc)))
                         goto err;
-                idx = match_name(names, n, key, (size_t)(p - 1 - key), kesc);
+                size_t klen = (size_t)(p - 1 - key);
+                idx = match_name(names, n, key, klen, kesc);
                 p = skip_ws(p, end);
                 if (p == end || *p != ':') {
                         fail(&jp, p, "expected ':'");
@@ -566,6 +569,10 @@ int eddy_json_object(const char *buf, size_t len, const char *const *names, size
                 p = skip_ws(p + 1, end);
                 if (!(p = scan_value(&jp, p, &v)))
                         goto err;
+                if (cb) {
+                        eddy_json_val_t name = {EDDY_JSON_STRING, (const char *)key, klen, kesc};
+                        cb(opaque, &name, &v);
+                }
                 if (idx >= 0) {
                         if (out[idx].type != EDDY_JSON_MISSING) {
                                 if (errstr && errstr_size > 0)
@@ -601,6 +608,18 @@ err:
                 snprintf(errstr, errstr_size, "invalid JSON at byte %zu: %s",
                          (size_t)(jp.at - jp.buf), jp.msg);
         return -1;
+}
+
+int eddy_json_object(const char *buf, size_t len, const char *const *names, size_t n,
+                     eddy_json_val_t *out, char *errstr, size_t errstr_size)
+{
+        return object_walk(buf, len, names, n, out, NULL, NULL, errstr, errstr_size);
+}
+
+int eddy_json_members(const char *buf, size_t len, eddy_json_member_cb *cb, void *opaque,
+                      char *errstr, size_t errstr_size)
+{
+        return object_walk(buf, len, NULL, 0, NULL, cb, opaque, errstr, errstr_size);
 }
 
 ssize_t eddy_json_unescape(const eddy_json_val_t *v, char *dst, size_t dstsize)

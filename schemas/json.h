@@ -50,6 +50,16 @@ typedef struct {
 int eddy_json_object(const char *buf, size_t len, const char *const *names, size_t n,
                      eddy_json_val_t *out, char *errstr, size_t errstr_size);
 
+typedef void(eddy_json_member_cb)(void *opaque, const eddy_json_val_t *name,
+                                  const eddy_json_val_t *val);
+/**
+ * @brief Validate one JSON object like eddy_json_object() and call @p cb with every top-level
+ *        member, in document order (duplicates included): @p name is a STRING value.
+ * @returns 0, or -1 with @p errstr (members before the error may have been visited).
+ */
+int eddy_json_members(const char *buf, size_t len, eddy_json_member_cb *cb, void *opaque,
+                      char *errstr, size_t errstr_size);
+
 /**
  * @brief Copy a STRING value into dst, decoding its escapes, and NUL-terminate it.
  * @returns the length (excluding the terminating NUL; \\u0000 yields embedded NUL bytes), or

@@ -685,15 +685,65 @@ int eddy_state_outbox_scan(eddy_state_t *st,
         return range_scan(st, lo, 1, hi, 1, outbox_visit, &os);
 }
 
+static int ent_key_cmp(const void *a, const void *b)
+{
+        const ent_t *x = *(ent_t *const *)a, *y = *(ent_t *const *)b;
+        size_t n = x->klen < y->klen ? x->klen : y->klen;
+        int c = memcmp(x->buf, y->buf, n);
+        return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
+}
+
+/* A scan of committed keys merged with the dirty entries of the same range, which are newer. */
 struct state_scan {
         int (*cb)(void *, const void *, size_t, const void *, size_t);
         void *opaque;
+        ent_t **d; /* dirty entries of the range, in key order */
+        size_t nd, di;
+        int n, stop;
 };
+
+static int full_key_cmp(const char *a, size_t al, const char *b, size_t bl)
+{
+        int c = memcmp(a, b, al < bl ? al : bl);
+        return c ? c : (al > bl) - (al < bl);
+}
+
+static int visit_ent(struct state_scan *ss, const ent_t *e)
+{
+        if (!(e->flags & ENT_PRESENT))
+                return 0; /* deleted in the batch */
+        ss->n++;
+        return ss->stop = ss->cb(ss->opaque, e->buf + 5, e->klen - 5, e->buf + e->klen, e->vlen);
+}
+
+/* Visits the dirty entries that sort before @p k (all of them when k is NULL). */
+static int visit_dirty_below(struct state_scan *ss, const char *k, size_t kl)
+{
+        while (ss->di < ss->nd) {
+                const ent_t *e = ss->d[ss->di];
+                if (k && full_key_cmp(e->buf, e->klen, k, kl) >= 0)
+                        return 0;
+                ss->di++;
+                if (visit_ent(ss, e))
+                        return 1;
+        }
+        return 0;
+}
 
 static int state_visit(void *opaque, const void *k, size_t kl, const void *v, size_t vl)
 {
         struct state_scan *ss = opaque;
-        return ss->cb(ss->opaque, (const char *)k + 5, kl - 5, v, vl);
+        if (visit_dirty_below(ss, k, kl))
+                return 1;
+        if (ss->di < ss->nd) {
+                const ent_t *e = ss->d[ss->di];
+                if (!full_key_cmp(e->buf, e->klen, k, kl)) {
+                        ss->di++;
+                        return visit_ent(ss, e); /* the batch's value replaces RocksDB's */
+                }
+        }
+        ss->n++;
+        return ss->stop = ss->cb(ss->opaque, (const char *)k + 5, kl - 5, v, vl);
 }
 
 int eddy__state_scan(eddy_state_t *st, int32_t partition, const void *prefix, size_t plen,
@@ -710,8 +760,27 @@ int eddy__state_scan(eddy_state_t *st, int32_t partition, const void *prefix, si
                 hil--;
         if (hil > 0)
                 hi[hil - 1]++;
-        struct state_scan ss = {cb, opaque};
+        struct state_scan ss = {cb, opaque, NULL, 0, 0, 0, 0};
+        size_t cap = 0;
+        for (size_t i = 0; i < st->ndirty; i++) {
+                ent_t *e = st->dirty[i];
+                if (e->klen >= kl && !memcmp(e->buf, lo, kl)) {
+                        if (ss.nd == cap) {
+                                cap = cap ? cap * 2 : 16;
+                                ss.d = eddy__xrealloc(ss.d, cap * sizeof(*ss.d));
+                        }
+                        ss.d[ss.nd++] = e;
+                }
+        }
+        if (ss.nd > 1)
+                qsort(ss.d, ss.nd, sizeof(*ss.d), ent_key_cmp);
         int r = range_scan(st, lo, kl, hil ? hi : NULL, hil, state_visit, &ss);
+        if (r >= 0) {
+                if (!ss.stop)
+                        visit_dirty_below(&ss, NULL, 0);
+                r = ss.n;
+        }
+        free(ss.d);
         free(lo);
         free(hi);
         return r;
@@ -762,14 +831,6 @@ void eddy_state_drop_partition(eddy_state_t *st, int32_t partition)
 int eddy_state_pending(const eddy_state_t *st)
 {
         return st->ndirty > 0 || st->wb_ops > 0;
-}
-
-static int ent_key_cmp(const void *a, const void *b)
-{
-        const ent_t *x = *(ent_t *const *)a, *y = *(ent_t *const *)b;
-        size_t n = x->klen < y->klen ? x->klen : y->klen;
-        int c = memcmp(x->buf, y->buf, n);
-        return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
 }
 
 eddy_state_txn_t *eddy_state_prepare(eddy_state_t *st)

@@ -213,7 +213,8 @@ static void test_read_your_writes_and_commit(void **state)
         store_free(&s);
 }
 
-/* Scans: committed state only, key order, prefix bounds, 0xff prefixes, early stop. */
+/* Scans: the batch in flight merged with committed state, key order, prefix bounds, 0xff
+ * prefixes, early stop. */
 static void test_scan_order_and_prefix_bounds(void **state)
 {
         store_t s;
@@ -230,9 +231,8 @@ static void test_scan_order_and_prefix_bounds(void **state)
                         eddy__state_put(s.st, parts[pi], keys[i], lens[i], v, (size_t)vl);
                 }
         collect_t c;
-        /* uncommitted: not seen by a scan */
-        scan_s(&s, 7, "", 0, &c);
-        assert_int_equal(c.n, 0);
+        /* uncommitted: seen by a scan, in key order */
+        assert_string_equal(scan_s(&s, 7, "a\xff", 2, &c), "a\\xff=7.1;a\\xff\\xff=7.4;");
         store_commit(&s);
 
         assert_string_equal(scan_s(&s, 7, "", 0, &c),
@@ -264,6 +264,26 @@ static void test_scan_order_and_prefix_bounds(void **state)
         c.stop_after = 3;
         assert_int_equal(eddy__state_scan(s.st, 7, "", 0, collect_cb, &c), 3);
         assert_string_equal(c.buf, "a=7.2;a\\x01=7.7;aa=7.5;");
+
+        /* the batch in flight over committed keys: an update, a delete, a new key before,
+         * between and after the committed ones */
+        eddy__state_put(s.st, 7, "aa", 2, "new", 3);
+        eddy__state_del(s.st, 7, "ab", 2);
+        eddy__state_put(s.st, 7, "a\x00", 2, "n0", 2);
+        eddy__state_put(s.st, 7, "a\x02", 2, "n2", 2);
+        eddy__state_put(s.st, 7, "a\xff\xff\xff", 4, "n3", 2);
+        eddy__state_put(s.st, 8, "a\x03", 2, "other", 5);
+        assert_string_equal(
+            scan_s(&s, 7, "a", 1, &c),
+            "a=7.2;a\\x00=n0;a\\x01=7.7;a\\x02=n2;aa=new;a\\xff=7.1;a\\xff\\xff=7.4;"
+            "a\\xff\\xff\\xff=n3;");
+        memset(&c, 0, sizeof(c));
+        c.stop_after = 2;
+        assert_int_equal(eddy__state_scan(s.st, 7, "a", 1, collect_cb, &c), 2);
+        assert_string_equal(c.buf, "a=7.2;a\\x00=n0;");
+        store_reopen(&s); /* never committed: gone */
+        assert_string_equal(scan_s(&s, 7, "a", 1, &c),
+                            "a=7.2;a\\x01=7.7;aa=7.5;ab=7.3;a\\xff=7.1;a\\xff\\xff=7.4;");
 
         /* scans see committed deletes, after a reopen too */
         eddy__state_del(s.st, 7, "a\xff", 2);
@@ -769,10 +789,10 @@ static int scan_check_cb(void *opaque, const void *k, size_t kl, const void *v, 
 {
         scan_check_t *c = opaque;
         const model_t *m = c->m;
-        /* the next committed key with the prefix, in order */
+        /* the next key with the prefix as reads see it (the batch in flight too), in order */
         while (c->next < MK) {
                 int i = m->order[c->next];
-                if (m->com[c->p][i].present && m->klen[i] >= c->plen &&
+                if (m->cur[c->p][i].present && m->klen[i] >= c->plen &&
                     !memcmp(m->key[i], c->prefix, c->plen))
                         break;
                 c->next++;
@@ -780,7 +800,7 @@ static int scan_check_cb(void *opaque, const void *k, size_t kl, const void *v, 
         if (c->next >= MK)
                 fail_msg("scan of partition %d returned a key the model does not have", c->p);
         int i = m->order[c->next++];
-        const mval_t *want = &m->com[c->p][i];
+        const mval_t *want = &m->cur[c->p][i];
         if (kl != m->klen[i] || memcmp(k, m->key[i], kl))
                 fail_msg("scan of partition %d: got a key of %zu bytes, expected key #%d", c->p, kl,
                          i);
@@ -798,7 +818,7 @@ static void check_scan(store_t *s, const model_t *m, int p, const unsigned char 
         int want = 0;
         for (int i = 0; i < MK; i++)
                 want +=
-                    m->com[p][i].present && m->klen[i] >= plen && !memcmp(m->key[i], prefix, plen);
+                    m->cur[p][i].present && m->klen[i] >= plen && !memcmp(m->key[i], prefix, plen);
         if (n != want)
                 fail_msg("scan of partition %d, prefix of %zu bytes: %d keys, the model has %d", p,
                          plen, n, want);
