@@ -90,6 +90,18 @@ const eddy_prop_t eddy_rt_props[] = {
     {"warehouse.timeout.ms", EDDY_PROP_INT, "10000", 100, 3600000, RT(warehouse_timeout_ms),
      "clickhouse: connect timeout, ms (a request may take 6 times as long); on failure the "
      "job backs off and retries"},
+    {"search.url", EDDY_PROP_STR, NULL, 0, 0, RT(search_url),
+     "Search index (Elasticsearch / OpenSearch _bulk API), http(s)://host:port, for processors "
+     "that feed one (cdc-fanout); empty: no search output"},
+    {"search.user", EDDY_PROP_STR, NULL, 0, 0, RT(search_user),
+     "search: basic-auth user (empty: no authentication)"},
+    {"search.password", EDDY_PROP_STR, NULL, 0, 0, RT(search_password),
+     "search: basic-auth password", EDDY_PROP_SECRET},
+    {"search.timeout.ms", EDDY_PROP_INT, "10000", 100, 3600000, RT(search_timeout_ms),
+     "search: connect timeout, ms (a request may take 6 times as long); on failure the job "
+     "backs off and retries"},
+    {"search.batch.bytes", EDDY_PROP_INT, "5242880", 1024, 1 << 30, RT(search_batch_bytes),
+     "search: largest _bulk request body, bytes (a batch's actions go in as few as fit)"},
     {"log.level", EDDY_PROP_STR, "info", 0, 0, RT(log_level),
      "debug, info, notice, warning or err"},
     {"log.format", EDDY_PROP_STR, "logfmt", 0, 0, RT(log_format),

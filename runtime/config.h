@@ -36,6 +36,8 @@ typedef struct eddy_rtconf_s {
         char *warehouse_table_prefix;
         int warehouse_create;
         int64_t warehouse_timeout_ms;
+        char *search_url, *search_user, *search_password;
+        int64_t search_timeout_ms, search_batch_bytes;
         eddy_strlist_t kafka; /* "key=value" pairs for rd_kafka_conf_set, in order */
 } eddy_rtconf_t;
 

@@ -63,7 +63,7 @@ typedef struct eddy_ctx_s eddy_ctx_t; /* the runtime, as a processor sees it */
 
 typedef struct eddy_msg_s {
         const char *topic;
-        int topic_index; /* index of topic in the job's input.topics */
+        int topic_index; /* index of the input.topics entry that names (or, "^...", matches) it */
         int32_t partition;
         int64_t offset;
         int64_t timestamp; /* Kafka message timestamp, epoch ms, -1 if none */
@@ -140,6 +140,14 @@ void eddy_out_redis_hash(eddy_ctx_t *ctx, int32_t partition, const void *key, si
  *  (<input topic>/<partition>/<position>/<seq>) by which consumers drop duplicates. */
 void eddy_out_kafka(eddy_ctx_t *ctx, int32_t partition, const char *topic, const void *key,
                     size_t klen, const void *val, size_t vlen);
+
+/** Search index (Elasticsearch / OpenSearch _bulk, when the job sets search.url; a no-op
+ *  otherwise): index @p doc (a JSON object) as document @p id of @p index with external
+ *  version @p version, or delete the document when @p doc is NULL. The index refuses an
+ *  action whose version is not greater than the document's, so a re-delivery after a crash
+ *  changes nothing and an older change never overwrites a newer one. */
+void eddy_out_search(eddy_ctx_t *ctx, int32_t partition, const char *index, const void *id,
+                     size_t idlen, int64_t version, const void *doc, size_t doclen);
 
 /* ---- warehouse rows (docs/warehouse.md) ----
  *

@@ -31,12 +31,14 @@
 #include "metrics.h"
 #include "redis.h"
 #include "state.h"
+#include "search.h"
 #include "warehouse.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
+#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +69,8 @@ typedef struct part_s {
 
 typedef struct topic_s {
         char *name;
+        char *alloc; /* name, when matched by a pattern (freed with the topic) */
+        int entry;   /* index of the input.topics entry that named or matched it */
         part_t *parts;
         int nparts;
 } topic_t;
@@ -173,6 +177,12 @@ struct eddy_ctx_s {
         int *tprepared;
         int ch_stale; /* set on assignment, read by delivery (atomic) */
         int64_t rows_out, rows_delivered, wh_retries;
+        eddy_search_t *search; /* search.url set */
+        eddy_wbuf_t sacts;     /* the batch's search actions, each length-prefixed NDJSON */
+        uint32_t nsacts;
+        eddy_wbuf_t sbody; /* delivery: one _bulk request body */
+        eddy_counter_t *c_search_applied, *c_search_stale, *c_search_rejected;
+        int64_t search_applied, search_retries;
 
         /* counters */
         int64_t events_in, events_dlq, events_out, batches, replay_total, replay_done;
@@ -377,6 +387,20 @@ void eddy_out_redis_expect(eddy_ctx_t *ctx, int32_t partition, const void *key, 
 {
         add_rop(ctx, &ctx->expects, &ctx->nexpects, &ctx->expects_cap, partition,
                 val ? EDDY_ROP_SET : EDDY_ROP_DEL, key, klen, val, vlen);
+}
+
+void eddy_out_search(eddy_ctx_t *ctx, int32_t partition, const char *index, const void *id,
+                     size_t idlen, int64_t version, const void *doc, size_t doclen)
+{
+        if (!ctx->search)
+                return;
+        size_t at = ctx->sacts.len;
+        buf_u32(&ctx->sacts, 0); /* the length, set below */
+        eddy_search_action(&ctx->sacts, index, id, idlen, version, doc, doclen);
+        uint32_t n = (uint32_t)(ctx->sacts.len - at - 4);
+        for (int i = 0; i < 4; i++)
+                ctx->sacts.p[at + (size_t)i] = (unsigned char)(n >> (24 - 8 * i));
+        ctx->nsacts++;
 }
 
 /* ---------------------------------------------------------------- partitions */
@@ -1016,13 +1040,15 @@ static int apply_redis(void *opaque, int32_t partition, int64_t pos, int64_t seq
         return eddy_redis_apply(ctx->redis, partition, pos, seq, chunk, ops, nops, &eddy_stop);
 }
 
-/* Backs off before retry @p attempt of a warehouse delivery; @returns non-zero to stop. */
-static int wh_backoff(eddy_ctx_t *ctx, int attempt, const char *err)
+/* Backs off before retry @p attempt of a delivery to @p sink ("warehouse", "search");
+ * @returns non-zero to stop. */
+static int sink_backoff(eddy_ctx_t *ctx, const char *sink, int attempt, const char *err)
 {
         int ms = 200 << (attempt < 5 ? attempt : 5);
-        eddy__log(&ctx->lg, LOG_WARNING, "WAREHOUSE", "%s; retrying in %d ms", err, ms);
-        eddy_metrics_label_add(ctx->metrics, EDDY_ML_SINK_ERRORS, "warehouse", 1);
-        eddy_metrics_label_add(ctx->metrics, EDDY_ML_SINK_RETRIES, "warehouse", 1);
+        eddy__log(&ctx->lg, LOG_WARNING, !strcmp(sink, "search") ? "SEARCH" : "WAREHOUSE",
+                  "%s; retrying in %d ms", err, ms);
+        eddy_metrics_label_add(ctx->metrics, EDDY_ML_SINK_ERRORS, sink, 1);
+        eddy_metrics_label_add(ctx->metrics, EDDY_ML_SINK_RETRIES, sink, 1);
         for (int waited = 0; waited < ms && !eddy_stop; waited += 50)
                 usleep(50 * 1000);
         return eddy_stop;
@@ -1129,7 +1155,7 @@ static int deliver_rows(eddy_ctx_t *ctx, rd_t *r, uint32_t nrows)
                         /* an insert may have landed without its answer: ask again */
                         ch_forget(ctx);
                         ctx->wh_retries++;
-                        if (wh_backoff(ctx, attempt, err)) {
+                        if (sink_backoff(ctx, "warehouse", attempt, err)) {
                                 rc = EDDY_ERR_STOPPED;
                                 break;
                         }
@@ -1206,7 +1232,7 @@ static int deliver_rolls(eddy_ctx_t *ctx, rd_t *r, uint32_t nrolls)
                                                         sizeof(err)) == 0)
                                 break;
                         ctx->wh_retries++;
-                        if (wh_backoff(ctx, attempt, err))
+                        if (sink_backoff(ctx, "warehouse", attempt, err))
                                 rc = EDDY_ERR_STOPPED;
                 }
                 if (!rc) {
@@ -1228,13 +1254,75 @@ static int deliver_rolls(eddy_ctx_t *ctx, rd_t *r, uint32_t nrolls)
 }
 
 /* Delivers one committed outbox entry. @returns 0, EDDY_ERR_STOPPED, or -1 if corrupt. */
+/* search: the entry's actions in _bulk requests of at most search.batch.bytes, in order.
+ * Each carries its version, so a request sent again (a retry, a re-delivery) is harmless. */
+static int deliver_search(eddy_ctx_t *ctx, rd_t *r, uint32_t n)
+{
+        if (!ctx->search) {
+                eddy__log(&ctx->lg, LOG_ERR, "SEARCH",
+                          "an outbox entry has search actions, and this job has no search.url; "
+                          "restore the job's search settings");
+                return EDDY_ERR_IO;
+        }
+        uint32_t i = 0;
+        char err[1024];
+        while (i < n) {
+                eddy_wbuf_t *b = &ctx->sbody;
+                b->len = 0;
+                uint32_t first = i;
+                while (i < n) {
+                        rd_t peek = *r;
+                        size_t len;
+                        const char *a = rd_bytes(&peek, &len);
+                        if (peek.bad)
+                                return -1;
+                        if (b->len && b->len + len > (size_t)ctx->rt.search_batch_bytes)
+                                break;
+                        eddy_wbuf_put(b, a, len);
+                        *r = peek;
+                        i++;
+                }
+                for (int attempt = 0;; attempt++) {
+                        eddy_search_result_t res;
+                        int rc =
+                            eddy_search_bulk(ctx->search, b->p, b->len, &res, err, sizeof(err));
+                        if (rc == 0) {
+                                ctx->search_applied += res.applied;
+                                eddy_counter_add(ctx->c_search_applied, res.applied);
+                                eddy_counter_add(ctx->c_search_stale, res.stale);
+                                eddy_counter_add(ctx->c_search_rejected, res.rejected);
+                                if (res.rejected)
+                                        eddy__log(
+                                            &ctx->lg, LOG_ERR, "SEARCH",
+                                            "the index refused %" PRId64
+                                            " of %u actions for good (first: %s); they are "
+                                            "counted in eddy_search_rejected_total and dropped",
+                                            res.rejected, i - first, res.first_reject);
+                                break;
+                        }
+                        if (rc == EDDY_SEARCH_FATAL) {
+                                eddy__log(&ctx->lg, LOG_ERR, "SEARCH",
+                                          "%s; the job stops (the actions stay in the outbox)",
+                                          err);
+                                eddy_metrics_label_add(ctx->metrics, EDDY_ML_SINK_ERRORS, "search",
+                                                       1);
+                                return EDDY_ERR_IO;
+                        }
+                        ctx->search_retries++;
+                        if (sink_backoff(ctx, "search", attempt, err))
+                                return EDDY_ERR_STOPPED;
+                }
+        }
+        return 0;
+}
+
 static int deliver(eddy_ctx_t *ctx, const void *e, size_t len, entry_view_t *v)
 {
         rd_t r = {e, (const unsigned char *)e + len, 0};
         if (rd_n(&r, 1) != 'E')
                 return -1;
-        int version = (int)rd_n(&r, 1); /* 2, 3 (older binaries) or 4 */
-        if (version < 2 || version > 4)
+        int version = (int)rd_n(&r, 1); /* 2 to 4 (older binaries) or 5 */
+        if (version < 2 || version > 5)
                 return -1;
         uint32_t ngroups = (uint32_t)rd_n(&r, 4);
         for (uint32_t g = 0; g < ngroups && !r.bad; g++) {
@@ -1295,6 +1383,13 @@ static int deliver(eddy_ctx_t *ctx, const void *e, size_t len, entry_view_t *v)
         if (r.bad)
                 return -1;
         if (nrolls && (rc = deliver_rolls(ctx, &r, nrolls)) != 0)
+                return rc;
+        if (version < 5)
+                return r.p == r.end ? 0 : -1;
+        uint32_t nsacts = (uint32_t)rd_n(&r, 4);
+        if (r.bad)
+                return -1;
+        if (nsacts && (rc = deliver_search(ctx, &r, nsacts)) != 0)
                 return rc;
         return r.p == r.end ? 0 : -1;
 }
@@ -1374,7 +1469,7 @@ static void encode_entry(eddy_ctx_t *ctx, rop_t *ops, size_t nops, eddy_wbuf_t *
         if (nops > 1)
                 qsort(ops, nops, sizeof(*ops), rop_cmp);
         buf_u8(out, 'E');
-        buf_u8(out, 4); /* entry format version */
+        buf_u8(out, 5); /* entry format version */
         uint32_t ngroups = 0;
         for (size_t i = 0; i < nops; i++)
                 if (i == 0 || ops[i].partition != ops[i - 1].partition)
@@ -1421,6 +1516,9 @@ static void encode_entry(eddy_ctx_t *ctx, rop_t *ops, size_t nops, eddy_wbuf_t *
         eddy_wbuf_put(out, ctx->rows.p, ctx->rows.len);
         buf_u32(out, ctx->nrolls);
         eddy_wbuf_put(out, ctx->rolls.p, ctx->rolls.len);
+        /* format 5: search actions */
+        buf_u32(out, ctx->nsacts);
+        eddy_wbuf_put(out, ctx->sacts.p, ctx->sacts.len);
 }
 
 static void batch_reset(eddy_ctx_t *ctx)
@@ -1434,6 +1532,8 @@ static void batch_reset(eddy_ctx_t *ctx)
         ctx->nrows = 0;
         ctx->rolls.len = 0;
         ctx->nrolls = 0;
+        ctx->sacts.len = 0;
+        ctx->nsacts = 0;
         ctx->batch_events = 0;
         for (int t = 0; t < ctx->ntopics; t++)
                 for (int p = 0; p < ctx->topics[t].nparts; p++)
@@ -1582,7 +1682,8 @@ static int commit_batch(eddy_ctx_t *ctx)
         if (ctx->wh == WH_LAKE)
                 lake_rolls(ctx);
         job_t *j = calloc(1, sizeof(*j));
-        if (ctx->nrops > 0 || ctx->nkrecs > 0 || ctx->nrows > 0 || ctx->nrolls > 0) {
+        if (ctx->nrops > 0 || ctx->nkrecs > 0 || ctx->nrows > 0 || ctx->nrolls > 0 ||
+            ctx->nsacts > 0) {
                 encode_entry(ctx, ctx->rops, ctx->nrops, &j->entry);
                 j->seq = eddy_state_outbox_add(ctx->st, j->entry.p, j->entry.len);
                 eddy_metrics_add(ctx->metrics, EDDY_M_OUTBOX_DEPTH, 1);
@@ -1692,7 +1793,7 @@ static int process_one(eddy_ctx_t *ctx, eddy_msg_t *em)
         if (pt->bound >= 0 && em->offset >= pt->bound)
                 return 0;
         em->topic = t->name;
-        em->topic_index = ti;
+        em->topic_index = t->entry;
         if (ctx->batch_events == 0)
                 ctx->batch_t0_us = now_us();
         ctx->cur = em;
@@ -1914,15 +2015,97 @@ static rd_kafka_t *kafka_new(eddy_ctx_t *ctx, int consumer, char *errstr, size_t
 }
 
 /* Reads the input topics' partition counts; checks that the brokers answer. */
+static int topic_name_cmp(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Adds the topics matching input.topics entry @p e (a POSIX extended regex starting with '^',
+ * as librdkafka's patterns), in name order, to ctx->topics. @returns 0, or -1 with errstr. */
+static int topics_match(eddy_ctx_t *ctx, int e, char *errstr, size_t errstr_size)
+{
+        const char *pat = ctx->rt.input_topics.v[e];
+        regex_t re;
+        int rc = regcomp(&re, pat, REG_EXTENDED | REG_NOSUB);
+        if (rc) {
+                char why[256];
+                regerror(rc, &re, why, sizeof(why));
+                snprintf(errstr, errstr_size, "input.topics: pattern %s: %s", pat, why);
+                return -1;
+        }
+        const rd_kafka_metadata_t *md = NULL;
+        rd_kafka_resp_err_t err =
+            rd_kafka_metadata(ctx->rk, 1, NULL, &md, (int)ctx->rt.kafka_timeout_ms);
+        if (err) {
+                regfree(&re);
+                snprintf(errstr, errstr_size,
+                         "kafka: no metadata within kafka.timeout.ms=%" PRId64
+                         " (%s): are kafka.bootstrap.servers right and the brokers up?",
+                         ctx->rt.kafka_timeout_ms, rd_kafka_err2str(err));
+                return -1;
+        }
+        char **names = calloc((size_t)md->topic_cnt + 1, sizeof(*names));
+        int *counts = calloc((size_t)md->topic_cnt + 1, sizeof(*counts));
+        int n = 0;
+        for (int i = 0; i < md->topic_cnt; i++) {
+                const char *name = md->topics[i].topic;
+                if (md->topics[i].err || !strncmp(name, "__", 2) || regexec(&re, name, 0, NULL, 0))
+                        continue;
+                names[n++] = strdup(name);
+        }
+        regfree(&re);
+        qsort(names, (size_t)n, sizeof(*names), topic_name_cmp);
+        for (int i = 0; i < n; i++)
+                for (int j = 0; j < md->topic_cnt; j++)
+                        if (!strcmp(md->topics[j].topic, names[i]))
+                                counts[i] = md->topics[j].partition_cnt;
+        rd_kafka_metadata_destroy(md);
+        int added = 0;
+        for (int i = 0; i < n; i++) {
+                if (topic_find(ctx, names[i], NULL) || counts[i] <= 0) {
+                        free(names[i]);
+                        continue;
+                }
+                ctx->topics =
+                    eddy__xrealloc(ctx->topics, (size_t)(ctx->ntopics + 1) * sizeof(*ctx->topics));
+                topic_t *t = &ctx->topics[ctx->ntopics++];
+                memset(t, 0, sizeof(*t));
+                t->name = t->alloc = names[i];
+                t->entry = e;
+                part_get(ctx, t, counts[i] - 1);
+                added++;
+                eddy__log(&ctx->lg, LOG_INFO, "RUN", "input.topics pattern %s: %s (%d partitions)",
+                          pat, t->name, counts[i]);
+        }
+        free(names);
+        free(counts);
+        if (!added) {
+                snprintf(errstr, errstr_size,
+                         "input.topics: pattern %s matches no topic (topics created later are "
+                         "read after a restart)",
+                         pat);
+                return -1;
+        }
+        return 0;
+}
+
+/* Resolves input.topics: each entry is a topic that must exist, or a pattern ("^...") that
+ * must match at least one. The set is fixed for the run (docs/cdc-fanout.md says why). */
 static int load_topics(eddy_ctx_t *ctx, char *errstr, size_t errstr_size)
 {
-        ctx->ntopics = (int)ctx->rt.input_topics.n;
-        ctx->topics = calloc((size_t)ctx->ntopics, sizeof(*ctx->topics));
-        for (int i = 0; i < ctx->ntopics; i++) {
-                topic_t *t = &ctx->topics[i];
-                t->name = ctx->rt.input_topics.v[i];
+        ctx->ntopics = 0;
+        ctx->topics = NULL;
+        for (int e = 0; e < (int)ctx->rt.input_topics.n; e++) {
+                const char *name = ctx->rt.input_topics.v[e];
+                if (name[0] == '^') {
+                        if (topics_match(ctx, e, errstr, errstr_size))
+                                return -1;
+                        continue;
+                }
+                if (topic_find(ctx, name, NULL))
+                        continue;
                 const rd_kafka_metadata_t *md = NULL;
-                rd_kafka_topic_t *rkt = rd_kafka_topic_new(ctx->rk, t->name, NULL);
+                rd_kafka_topic_t *rkt = rd_kafka_topic_new(ctx->rk, name, NULL);
                 rd_kafka_resp_err_t err =
                     rd_kafka_metadata(ctx->rk, 0, rkt, &md, (int)ctx->rt.kafka_timeout_ms);
                 rd_kafka_topic_destroy(rkt);
@@ -1930,7 +2113,7 @@ static int load_topics(eddy_ctx_t *ctx, char *errstr, size_t errstr_size)
                         snprintf(errstr, errstr_size,
                                  "kafka: no metadata for topic %s within kafka.timeout.ms=%" PRId64
                                  " (%s): are kafka.bootstrap.servers right and the brokers up?",
-                                 t->name, ctx->rt.kafka_timeout_ms, rd_kafka_err2str(err));
+                                 name, ctx->rt.kafka_timeout_ms, rd_kafka_err2str(err));
                         return -1;
                 }
                 int n = md->topic_cnt == 1 ? md->topics[0].partition_cnt : 0;
@@ -1939,9 +2122,15 @@ static int load_topics(eddy_ctx_t *ctx, char *errstr, size_t errstr_size)
                 if (terr || n <= 0) {
                         snprintf(errstr, errstr_size,
                                  "input topic %s: %s (input.topics names topics that must exist)",
-                                 t->name, terr ? rd_kafka_err2str(terr) : "no partitions");
+                                 name, terr ? rd_kafka_err2str(terr) : "no partitions");
                         return -1;
                 }
+                ctx->topics =
+                    eddy__xrealloc(ctx->topics, (size_t)(ctx->ntopics + 1) * sizeof(*ctx->topics));
+                topic_t *t = &ctx->topics[ctx->ntopics++];
+                memset(t, 0, sizeof(*t));
+                t->name = ctx->rt.input_topics.v[e];
+                t->entry = e;
                 part_get(ctx, t, n - 1);
         }
         return 0;
@@ -2200,8 +2389,10 @@ static void ctx_free(eddy_ctx_t *ctx)
         }
         eddy_redis_destroy(ctx->redis);
         eddy_state_close(ctx->st);
-        for (int i = 0; i < ctx->ntopics; i++)
+        for (int i = 0; i < ctx->ntopics; i++) {
                 free(ctx->topics[i].parts);
+                free(ctx->topics[i].alloc);
+        }
         free(ctx->topics);
         free(ctx->scopes);
         free(ctx->arena.p);
@@ -2223,6 +2414,9 @@ static void ctx_free(eddy_ctx_t *ctx)
                 eddy_wbuf_free(&ctx->row->body);
         free(ctx->row);
         eddy_ch_destroy(ctx->ch);
+        eddy_search_destroy(ctx->search);
+        eddy_wbuf_free(&ctx->sacts);
+        eddy_wbuf_free(&ctx->sbody);
         free(ctx->src_topics);
         free(ctx->done_seqs);
         eddy_conf_free(eddy_rt_props, &ctx->rt);
@@ -2368,6 +2562,22 @@ static int ctx_init(eddy_ctx_t *ctx, const eddy_job_args_t *a, int want_kafka, i
         if (wh_init(ctx, err, sizeof(err))) {
                 fprintf(stderr, "eddy: %s\n", err);
                 return 2;
+        }
+        if (ctx->rt.search_url && *ctx->rt.search_url) {
+                eddy_search_conf_t sc = {ctx->rt.search_url, ctx->rt.search_user,
+                                         ctx->rt.search_password, ctx->rt.search_timeout_ms};
+                if (!(ctx->search = eddy_search_new(&sc, err, sizeof(err)))) {
+                        fprintf(stderr, "eddy: %s\n", err);
+                        return 2;
+                }
+                ctx->c_search_applied = eddy_counter_new(
+                    ctx, "search_applied", "Search index actions applied (indexed or deleted)");
+                ctx->c_search_stale = eddy_counter_new(
+                    ctx, "search_stale",
+                    "Search index actions refused as not newer than the document (409): a "
+                    "re-delivery, or a newer version already there");
+                ctx->c_search_rejected = eddy_counter_new(
+                    ctx, "search_rejected", "Search index actions refused for good (dropped)");
         }
         if (want_redis) {
                 char fence[1024];
@@ -2531,8 +2741,10 @@ int eddy_runtime_reconcile(const eddy_job_args_t *a)
         if (rc < 0) {
                 ctx.ntopics = (int)ctx.rt.input_topics.n;
                 ctx.topics = calloc((size_t)ctx.ntopics, sizeof(*ctx.topics));
-                for (int i = 0; i < ctx.ntopics; i++)
+                for (int i = 0; i < ctx.ntopics; i++) {
                         ctx.topics[i].name = ctx.rt.input_topics.v[i];
+                        ctx.topics[i].entry = i;
+                }
                 rc = redeliver_all(&ctx) == 0 && reconcile_all(&ctx, stdout) == 0 ? 0 : 1;
         }
         ctx_free(&ctx);
@@ -2680,18 +2892,19 @@ int eddy_runtime_run(const eddy_job_args_t *a)
                 eddy_redis_stats(ctx.redis, &rs);
         eddy_state_stats_t ss;
         eddy_state_stats(ctx.st, &ss);
-        eddy__log(&ctx.lg, LOG_NOTICE, "RUN",
-                  "stopped: events=%" PRId64 " dead_lettered=%" PRId64 " batches=%" PRId64
-                  " state_write_ms=%" PRId64 " deliver_ms=%" PRId64 " backpressure_ms=%" PRId64
-                  " poll_ms=%" PRId64 " redis_chunks_applied=%" PRId64
-                  " redis_chunks_fenced=%" PRId64 " redis_retries=%" PRId64 " cache_hits=%" PRId64
-                  " cache_misses=%" PRId64 " cache_evictions=%" PRId64 " kafka_outputs=%" PRId64
-                  " warehouse_rows=%" PRId64 " warehouse_rows_delivered=%" PRId64
-                  " warehouse_retries=%" PRId64 "%s",
-                  ctx.events_in, ctx.events_dlq, ctx.batches, ctx.write_ms, ctx.deliver_ms,
-                  ctx.wait_ms, ctx.poll_ms, rs.chunks_applied, rs.chunks_fenced, rs.retries,
-                  ss.cache_hits, ss.cache_misses, ss.evictions, ctx.events_out, ctx.rows_out,
-                  ctx.rows_delivered, ctx.wh_retries, failed ? " (on an error)" : "");
+        eddy__log(
+            &ctx.lg, LOG_NOTICE, "RUN",
+            "stopped: events=%" PRId64 " dead_lettered=%" PRId64 " batches=%" PRId64
+            " state_write_ms=%" PRId64 " deliver_ms=%" PRId64 " backpressure_ms=%" PRId64
+            " poll_ms=%" PRId64 " redis_chunks_applied=%" PRId64 " redis_chunks_fenced=%" PRId64
+            " redis_retries=%" PRId64 " cache_hits=%" PRId64 " cache_misses=%" PRId64
+            " cache_evictions=%" PRId64 " kafka_outputs=%" PRId64 " warehouse_rows=%" PRId64
+            " warehouse_rows_delivered=%" PRId64 " warehouse_retries=%" PRId64
+            " search_applied=%" PRId64 " search_retries=%" PRId64 "%s",
+            ctx.events_in, ctx.events_dlq, ctx.batches, ctx.write_ms, ctx.deliver_ms, ctx.wait_ms,
+            ctx.poll_ms, rs.chunks_applied, rs.chunks_fenced, rs.retries, ss.cache_hits,
+            ss.cache_misses, ss.evictions, ctx.events_out, ctx.rows_out, ctx.rows_delivered,
+            ctx.wh_retries, ctx.search_applied, ctx.search_retries, failed ? " (on an error)" : "");
         rc = failed || ctx.fatal ? 1 : 0;
 out:
         ctx_free(&ctx);
@@ -2815,8 +3028,10 @@ eddy_ctx_t *eddy__test_open(const eddy_processor_t *proc, char **overrides, int 
         ctx->apply_opaque = opaque;
         ctx->ntopics = (int)ctx->rt.input_topics.n;
         ctx->topics = calloc((size_t)ctx->ntopics, sizeof(*ctx->topics));
-        for (int i = 0; i < ctx->ntopics; i++)
+        for (int i = 0; i < ctx->ntopics; i++) {
                 ctx->topics[i].name = ctx->rt.input_topics.v[i];
+                ctx->topics[i].entry = i;
+        }
         if (redeliver_all(ctx) != 0) {
                 snprintf(errstr, errstr_size, "test runtime: re-delivery failed");
                 eddy__test_close(ctx);
