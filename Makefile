@@ -38,7 +38,7 @@ DEB_PKGS = build-essential pkg-config librdkafka-dev librocksdb-dev libjansson-d
            kcat python3 python3-confluent-kafka python3-redis python3-yaml python3-avro avro-bin \
            clickhouse-server clickhouse-client
 
-.PHONY: all deps print-deb-pkgs test unit-bins demo bench bench-wf bench-warehouse docs clean fmt \
+.PHONY: all deps print-deb-pkgs test unit-bins demo bench bench-wf bench-warehouse bench-cdc docs clean fmt \
         fmt-check
 all: $(BUILD)/eddy
 
@@ -101,9 +101,13 @@ bench-wf: deps all
 bench-warehouse: deps all
 	/usr/bin/python3 bench/warehouse.py
 
+bench-cdc: deps all
+	/usr/bin/python3 bench/cdc_fanout.py
+
 docs: all
 	$(BUILD)/eddy like-counter --list-config --markdown > docs/config.md
 	$(BUILD)/eddy window-features --list-config --markdown > docs/config-window-features.md
+	$(BUILD)/eddy cdc-fanout --list-config --markdown > docs/config-cdc-fanout.md
 
 FMT_FILES = $(SRC) $(UNIT_SRC) $(wildcard runtime/*.h state/*.h connectors/*.h processors/*.h \
             schemas/*.h tests/unit/*.h tests/fuzz/*.c bench/*.c)

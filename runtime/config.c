@@ -23,7 +23,8 @@ const eddy_prop_t eddy_rt_props[] = {
      "Name of the job: prefix of its fences, default consumer group, state dir and DLQ "
      "(default: the processor's name)"},
     {"input.topics", EDDY_PROP_LIST, NULL, 0, 0, RT(input_topics),
-     "Topics to read (default: the processor's own)"},
+     "Topics to read (default: the processor's own); an entry starting with ^ is a POSIX "
+     "extended regex over the cluster's topics, resolved at start"},
     {"state.dir", EDDY_PROP_STR, NULL, 0, 0, RT(state_dir),
      "RocksDB directory of this job instance (default: ./eddy-state/<job.name>)"},
     {"state.cache.mb", EDDY_PROP_INT, "256", 1, 1 << 20, RT(state_cache_mb),

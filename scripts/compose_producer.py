@@ -45,7 +45,8 @@ def change(rnd, i, now):
     op = "d" if rnd.random() < 0.05 else ("c" if i < 1000 else "u")
     after = None if op == "d" else {"id": uid, "name": "user %d" % uid,
                                     "plan": rnd.choice(["free", "pro", "team"]), "updated_at": now}
-    return str(uid), {"before": None, "after": after, "op": op,
+    # Debezium keys a change by its primary key, as a JSON object
+    return json.dumps({"id": uid}), {"before": None, "after": after, "op": op,
                       "source": {"table": "users", "lsn": 1000 + i}, "ts_ms": now}
 
 
