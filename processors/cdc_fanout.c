@@ -89,8 +89,9 @@ typedef struct cdc_s {
         route_t all; /* when no route names a table and there is no "*" */
         col_t *cols;
         size_t ncols, ccap;
-        buf_t names, vals, doc, key, tmp;
+        buf_t names, vals, doc, key, tmp, skey;
         eddy_hfield_t *hf;
+        size_t *voff; /* per field: its value's offset in vals */
         size_t hcap;
         int bad_after;
         eddy_counter_t *c_stale, *c_tombstones, *c_truncates;
@@ -599,7 +600,9 @@ static void cdc_close(void *self)
         free(c->doc.p);
         free(c->key.p);
         free(c->tmp.p);
+        free(c->skey.p);
         free(c->hf);
+        free(c->voff);
         free(c);
 }
 
@@ -641,14 +644,14 @@ static size_t project(cdc_t *c, const route_t *r)
         c->vals.len = 0;
         buf_put(&c->doc, "{", 1);
         size_t nf = 0, ndoc = 0;
-        /* value offsets first: c->vals moves while it grows */
-        size_t *voff = NULL;
         if (c->ncols > c->hcap) {
                 c->hcap = c->ncols * 2;
-                if (!(c->hf = realloc(c->hf, c->hcap * sizeof(*c->hf))))
+                c->hf = realloc(c->hf, c->hcap * sizeof(*c->hf));
+                c->voff = realloc(c->voff, c->hcap * sizeof(*c->voff)); /* vals moves: offsets */
+                if (!c->hf || !c->voff)
                         abort();
         }
-        voff = calloc(c->ncols + 1, sizeof(*voff));
+        size_t *voff = c->voff;
         for (size_t i = 0; i < c->ncols; i++) {
                 col_t *col = &c->cols[i];
                 if (r->ninclude && in_list(r->include, r->ninclude, col->name, col->nlen) < 0)
@@ -692,7 +695,6 @@ static size_t project(cdc_t *c, const route_t *r)
         buf_put(&c->doc, "}", 1);
         for (size_t i = 0; i < nf; i++)
                 c->hf[i].val = c->vals.p + voff[i];
-        free(voff);
         return nf;
 }
 
@@ -746,11 +748,17 @@ static void row_put(eddy_ctx_t *ctx, int32_t p, unsigned char *st, size_t tl, in
         eddy_state_put(ctx, p, st, tl, v, sizeof(v));
 }
 
+/* A cdc_change row (when the job writes a warehouse). */
 static void emit_row(eddy_ctx_t *ctx, int32_t p, int64_t ts, char op, const char *table,
-                     const char *pk, size_t pklen, const char *after, size_t alen,
-                     const char *postext, int64_t version)
+                     const char *pk, size_t pklen, const char *after, size_t alen, const pos_t *pos,
+                     const char *file)
 {
         eddy_row_t *row = eddy_row_begin(ctx, p, 0, ts);
+        if (!row)
+                return;
+        char postext[320];
+        pos_text(pos, file, postext, sizeof(postext));
+        int64_t version = eddy__cdc_pos_version(pos);
         eddy_row_string(row, &op, 1);
         eddy_row_string(row, table, strlen(table));
         eddy_row_string(row, pk, pklen);
@@ -801,7 +809,7 @@ static int trunc_visit(void *opaque, const void *k, size_t kl, const void *v, si
 }
 
 static int truncate_table(cdc_t *c, eddy_ctx_t *ctx, const eddy_msg_t *msg, const char *table,
-                          const pos_t *pos, const char *postext, int64_t ts)
+                          const pos_t *pos, const char *file, int64_t ts)
 {
         int32_t p = msg->partition;
         size_t tl = strlen(table);
@@ -848,8 +856,10 @@ static int truncate_table(cdc_t *c, eddy_ctx_t *ctx, const eddy_msg_t *msg, cons
         }
         free(sk.p);
         if (rt->sinks & S_WAREHOUSE)
-                emit_row(ctx, p, ts, 't', table, "", 0, NULL, 0, postext, version);
+                emit_row(ctx, p, ts, 't', table, "", 0, NULL, 0, pos, file);
         eddy_counter_add(c->c_truncates, 1);
+        char postext[320];
+        pos_text(pos, file, postext, sizeof(postext));
         eddy_log(ctx, LOG_NOTICE, "CDC",
                  "truncate of %s at %s (%s/%" PRId32 "@%" PRId64 "): %zu rows of partition %" PRId32
                  " deleted from the sinks",
@@ -901,7 +911,7 @@ static int cdc_process(void *self, eddy_ctx_t *ctx, const eddy_msg_t *msg)
                 return eddy_reject(ctx, "missing_position",
                                    "source: expected the object with the change's position");
         pos_t pos;
-        char file[256], stable[256], postext[320];
+        char file[256], stable[256];
         const char *why;
         int64_t ts = 0;
         if (eddy__cdc_source_pos(e[E_SOURCE].p, e[E_SOURCE].len, &pos, file, sizeof(file), stable,
@@ -909,22 +919,25 @@ static int cdc_process(void *self, eddy_ctx_t *ctx, const eddy_msg_t *msg)
                 return eddy_reject(ctx, "bad_position", "%s", why);
         if (e[E_TS].type == EDDY_JSON_NUMBER)
                 eddy_json_int64(&e[E_TS], &ts);
-        pos_text(&pos, file, postext, sizeof(postext));
 
         char table[256];
         if (c->from_source) {
                 if (!stable[0])
                         return eddy_reject(ctx, "missing_table",
                                            "source.table is missing (table.from=source)");
-                snprintf(table, sizeof(table), "%s", stable);
+                memcpy(table, stable, sizeof(table)); /* NUL-terminated by the decoder */
         } else {
                 const char *dot = strrchr(msg->topic, '.');
-                snprintf(table, sizeof(table), "%s", dot ? dot + 1 : msg->topic);
+                const char *t = dot ? dot + 1 : msg->topic;
+                size_t tl = strlen(t);
+                if (tl >= sizeof(table))
+                        return eddy_reject(ctx, "missing_table", "table name over 255 bytes");
+                memcpy(table, t, tl + 1);
         }
         if (!table[0])
                 return eddy_reject(ctx, "missing_table", "empty table name");
         if (op == 't')
-                return truncate_table(c, ctx, msg, table, &pos, postext, ts);
+                return truncate_table(c, ctx, msg, table, &pos, file, ts);
 
         if (!msg->key || !msg->key_len)
                 return eddy_reject(ctx, "missing_key",
@@ -951,24 +964,21 @@ static int cdc_process(void *self, eddy_ctx_t *ctx, const eddy_msg_t *msg)
         /* state key 'k' table '\0' pk */
         size_t tl = strlen(table);
         size_t sl = 2 + tl + pklen;
-        c->tmp.len = 0;
-        buf_put(&c->tmp, "k", 1);
-        buf_put(&c->tmp, table, tl + 1);
-        buf_put(&c->tmp, pk, pklen);
-        unsigned char *sk = malloc(sl);
-        memcpy(sk, c->tmp.p, sl);
+        c->skey.len = 0;
+        buf_put(&c->skey, "k", 1);
+        buf_put(&c->skey, table, tl + 1);
+        buf_put(&c->skey, pk, pklen);
+        unsigned char *sk = (unsigned char *)c->skey.p;
         const void *v;
         size_t vl;
         int r = eddy_state_get(ctx, msg->partition, sk, sl, &v, &vl);
         if (r < 0) {
-                free(sk);
                 return -r;
         }
         pos_t old;
         if (r == 1 && vl >= 1 + POS_BYTES &&
             !pos_decode((const unsigned char *)v + 1, vl - 1, &old) &&
             eddy__cdc_pos_cmp(&old, &pos) >= 0) {
-                free(sk);
                 eddy_counter_add(c->c_stale, 1);
                 return 0; /* not newer than what the row has */
         }
@@ -979,16 +989,13 @@ static int cdc_process(void *self, eddy_ctx_t *ctx, const eddy_msg_t *msg)
         buf_put(&c->tmp, table, tl);
         r = eddy_state_get(ctx, msg->partition, c->tmp.p, c->tmp.len, &v, &vl);
         if (r < 0) {
-                free(sk);
                 return -r;
         }
         if (r == 1 && !pos_decode(v, vl, &old) && eddy__cdc_pos_cmp(&old, &pos) >= 0) {
-                free(sk);
                 eddy_counter_add(c->c_stale, 1);
                 return 0;
         }
         row_put(ctx, msg->partition, sk, sl, op != 'd', &pos);
-        free(sk);
 
         const route_t *rt = route_find(c, table);
         int64_t version = eddy__cdc_pos_version(&pos);
@@ -996,7 +1003,7 @@ static int cdc_process(void *self, eddy_ctx_t *ctx, const eddy_msg_t *msg)
         if (op == 'd') {
                 emit_delete(c, ctx, p, rt, table, pk, pklen, version);
                 if (rt->sinks & S_WAREHOUSE)
-                        emit_row(ctx, p, ts, op, table, pk, pklen, NULL, 0, postext, version);
+                        emit_row(ctx, p, ts, op, table, pk, pklen, NULL, 0, &pos, file);
                 return 0;
         }
         size_t nf = project(c, rt);
@@ -1013,7 +1020,7 @@ static int cdc_process(void *self, eddy_ctx_t *ctx, const eddy_msg_t *msg)
         if ((rt->sinks & S_TOPIC) && n.topic)
                 eddy_out_kafka(ctx, p, n.topic, pk, pklen, c->doc.p, c->doc.len);
         if (rt->sinks & S_WAREHOUSE)
-                emit_row(ctx, p, ts, op, table, pk, pklen, c->doc.p, c->doc.len, postext, version);
+                emit_row(ctx, p, ts, op, table, pk, pklen, c->doc.p, c->doc.len, &pos, file);
         return 0;
 }
 

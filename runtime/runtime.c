@@ -554,6 +554,45 @@ static void next_src(eddy_ctx_t *ctx, int32_t p, int64_t *pos, int64_t *seq)
         *seq = sc->fseq;
 }
 
+/* Decimal text of @p v at @p p; @returns its length (at most 20). */
+static size_t fmt_i64(char *p, int64_t v)
+{
+        char tmp[24];
+        size_t n = 0;
+        uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+        do {
+                tmp[n++] = (char)('0' + u % 10);
+                u /= 10;
+        } while (u);
+        if (v < 0)
+                tmp[n++] = '-';
+        for (size_t i = 0; i < n; i++)
+                p[i] = tmp[n - 1 - i];
+        return n;
+}
+
+/* eddy.src: <input topics>/<partition>/<position>/<seq> (as snprintf would, without its cost:
+ * one per output record). */
+static void src_header(eddy_ctx_t *ctx, int32_t partition, int64_t pos, int64_t seq, char *out,
+                       size_t size)
+{
+        size_t tl = strlen(ctx->src_topics);
+        if (tl + 3 * 22 > size) {
+                snprintf(out, size, "%s/%" PRId32 "/%" PRId64 "/%" PRId64, ctx->src_topics,
+                         partition, pos, seq);
+                return;
+        }
+        memcpy(out, ctx->src_topics, tl);
+        char *p = out + tl;
+        *p++ = '/';
+        p += fmt_i64(p, partition);
+        *p++ = '/';
+        p += fmt_i64(p, pos);
+        *p++ = '/';
+        p += fmt_i64(p, seq);
+        *p = '\0';
+}
+
 void eddy_out_kafka(eddy_ctx_t *ctx, int32_t partition, const char *topic, const void *key,
                     size_t klen, const void *val, size_t vlen)
 {
@@ -568,8 +607,7 @@ void eddy_out_kafka(eddy_ctx_t *ctx, int32_t partition, const char *topic, const
         int64_t pos, seq;
         next_src(ctx, partition, &pos, &seq);
         char src[1024];
-        snprintf(src, sizeof(src), "%s/%" PRId32 "/%" PRId64 "/%" PRId64, ctx->src_topics,
-                 partition, pos, seq);
+        src_header(ctx, partition, pos, seq, src, sizeof(src));
         const char *h[][2] = {
             {"eddy.src", src}, {"eddy.job", ctx->rt.job_name}, {"eddy.processor", ctx->proc->name}};
         krec_add(ctx, topic, (key ? KREC_KEY : 0) | (val ? KREC_VALUE : 0), key, klen, val, vlen, h,
