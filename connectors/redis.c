@@ -152,8 +152,55 @@ struct eddy_redis_s {
         size_t argv_cap;
         char (*nums)[24];
         size_t nums_cap;
+        char *cmd; /* one command in RESP, formatted here (hiredis' sdscatfmt per argument
+                    * cost more than the Lua script's work for small hashes) */
+        size_t cmd_cap;
         eddy_redis_stats_t stats;
 };
+
+static size_t fmt_u64(char *p, uint64_t v)
+{
+        char tmp[24];
+        size_t n = 0;
+        do {
+                tmp[n++] = (char)('0' + v % 10);
+                v /= 10;
+        } while (v);
+        for (size_t i = 0; i < n; i++)
+                p[i] = tmp[n - 1 - i];
+        return n;
+}
+
+/* Appends argv as one RESP command to the connection's output buffer. */
+static int append_argv(eddy_redis_t *r, size_t argc, const char **argv, const size_t *argvlen)
+{
+        size_t need = 32;
+        for (size_t i = 0; i < argc; i++)
+                need += 32 + argvlen[i];
+        if (need > r->cmd_cap) {
+                r->cmd_cap = need * 2;
+                free(r->cmd);
+                if (!(r->cmd = malloc(r->cmd_cap)))
+                        abort();
+        }
+        char *p = r->cmd;
+        *p++ = '*';
+        p += fmt_u64(p, argc);
+        *p++ = '\r';
+        *p++ = '\n';
+        for (size_t i = 0; i < argc; i++) {
+                *p++ = '$';
+                p += fmt_u64(p, argvlen[i]);
+                *p++ = '\r';
+                *p++ = '\n';
+                if (argvlen[i])
+                        memcpy(p, argv[i], argvlen[i]);
+                p += argvlen[i];
+                *p++ = '\r';
+                *p++ = '\n';
+        }
+        return redisAppendFormattedCommand(r->c, r->cmd, (size_t)(p - r->cmd));
+}
 
 static int parse_url(eddy_redis_t *r, const char *url, char *errstr, size_t errstr_size)
 {
@@ -235,6 +282,7 @@ void eddy_redis_destroy(eddy_redis_t *r)
         free(r->argv);
         free(r->argvlen);
         free(r->nums);
+        free(r->cmd);
         free(r);
 }
 
@@ -433,7 +481,7 @@ static int apply_once(eddy_redis_t *r, int32_t partition, int64_t pos, int64_t s
                                 a = hash_args(r, a, &nn, op);
                         }
                 }
-                if (redisAppendCommandArgv(r->c, (int)a, r->argv, r->argvlen) != REDIS_OK) {
+                if (append_argv(r, a, r->argv, r->argvlen) != REDIS_OK) {
                         snprintf(why, whysize, "%s", r->c->errstr);
                         free(seqbuf);
                         return -1;

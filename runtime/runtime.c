@@ -181,6 +181,7 @@ struct eddy_ctx_s {
         eddy_wbuf_t sacts;     /* the batch's search actions, each length-prefixed NDJSON */
         uint32_t nsacts;
         eddy_wbuf_t sbody; /* delivery: one _bulk request body */
+        eddy_wbuf_t spare; /* an entry buffer delivered, for the next batch (under mu) */
         eddy_counter_t *c_search_applied, *c_search_stale, *c_search_rejected;
         int64_t search_applied, search_retries;
 
@@ -1648,7 +1649,17 @@ static int run_job(eddy_ctx_t *ctx, job_t *j)
         }
         if (j->offsets)
                 rd_kafka_topic_partition_list_destroy(j->offsets);
-        free(j->entry.p);
+        /* keep the buffer for the next batch: no large allocation, page faults and copies of
+         * a growing buffer per batch */
+        pthread_mutex_lock(&ctx->mu);
+        if (!ctx->spare.p || ctx->spare.cap < j->entry.cap) {
+                free(ctx->spare.p);
+                ctx->spare = j->entry;
+                ctx->spare.len = 0;
+        } else {
+                free(j->entry.p);
+        }
+        pthread_mutex_unlock(&ctx->mu);
         free(j);
         return rc;
 }
@@ -1722,6 +1733,19 @@ static int commit_batch(eddy_ctx_t *ctx)
         job_t *j = calloc(1, sizeof(*j));
         if (ctx->nrops > 0 || ctx->nkrecs > 0 || ctx->nrows > 0 || ctx->nrolls > 0 ||
             ctx->nsacts > 0) {
+                /* the entry's size, at most: its buffer is allocated once */
+                size_t need = 64 + ctx->arena.len + ctx->nrops * (1 + 4 + 4 + 28) + ctx->krecs.len +
+                              ctx->rows.len + ctx->rolls.len + ctx->sacts.len;
+                pthread_mutex_lock(&ctx->mu);
+                j->entry = ctx->spare;
+                memset(&ctx->spare, 0, sizeof(ctx->spare));
+                pthread_mutex_unlock(&ctx->mu);
+                if (j->entry.cap < need) {
+                        free(j->entry.p);
+                        j->entry.p = eddy__xrealloc(NULL, need);
+                        j->entry.cap = need;
+                }
+                j->entry.len = 0;
                 encode_entry(ctx, ctx->rops, ctx->nrops, &j->entry);
                 j->seq = eddy_state_outbox_add(ctx->st, j->entry.p, j->entry.len);
                 eddy_metrics_add(ctx->metrics, EDDY_M_OUTBOX_DEPTH, 1);
@@ -2455,6 +2479,7 @@ static void ctx_free(eddy_ctx_t *ctx)
         eddy_search_destroy(ctx->search);
         eddy_wbuf_free(&ctx->sacts);
         eddy_wbuf_free(&ctx->sbody);
+        eddy_wbuf_free(&ctx->spare);
         free(ctx->src_topics);
         free(ctx->done_seqs);
         eddy_conf_free(eddy_rt_props, &ctx->rt);
