@@ -935,12 +935,10 @@ typedef struct entry_view_s {
         size_t cap;
 } entry_view_t;
 
+/* Delivery reports come for failures only (delivery.report.only.error): successes are
+ * counted per topic once an entry's records are all delivered (deliver_kafka). */
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
-        eddy_ctx_t *ctx = opaque;
-        if (!m->err)
-                eddy_metrics_label_add(ctx->metrics, EDDY_ML_EVENTS_OUT,
-                                       rd_kafka_topic_name(m->rkt), 1);
         kfail_t *f = m->_private;
         if (m->err && f && f->n++ == 0) {
                 f->err = m->err;
@@ -950,6 +948,31 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 
 /* Produces the Kafka records of an entry (format @p version) and waits for every delivery;
  * retries the whole list until it is delivered or the job stops. */
+/* Counts the delivered records of an entry's Kafka section [start, end) by topic, one
+ * metrics update per run of records to the same topic. */
+static void count_out(eddy_ctx_t *ctx, const unsigned char *start, const unsigned char *end,
+                      int version, uint32_t nrec)
+{
+        rd_t r = {start, end, 0};
+        char tname[512] = "";
+        int64_t run = 0;
+        for (uint32_t i = 0; i < nrec && !r.bad; i++) {
+                krec_t k;
+                krec_read(&r, version, &k);
+                if (r.bad)
+                        break;
+                if (run && (strlen(tname) != k.tlen || memcmp(tname, k.topic, k.tlen))) {
+                        eddy_metrics_label_add(ctx->metrics, EDDY_ML_EVENTS_OUT, tname, run);
+                        run = 0;
+                }
+                if (!run)
+                        snprintf(tname, sizeof(tname), "%.*s", (int)k.tlen, k.topic);
+                run++;
+        }
+        if (run)
+                eddy_metrics_label_add(ctx->metrics, EDDY_ML_EVENTS_OUT, tname, run);
+}
+
 static int deliver_kafka(eddy_ctx_t *ctx, rd_t *r, int version, uint32_t nrec)
 {
         static const char *const fac[2] = {"OUTPUT", "DLQ"};
@@ -1006,8 +1029,10 @@ static int deliver_kafka(eddy_ctx_t *ctx, rd_t *r, int version, uint32_t nrec)
                 if (r->bad)
                         return -1;
                 rd_kafka_resp_err_t ferr = rd_kafka_flush(ctx->prod, (int)ctx->rt.kafka_timeout_ms);
-                if (ferr == RD_KAFKA_RESP_ERR_NO_ERROR && !fail[0].n && !fail[1].n)
+                if (ferr == RD_KAFKA_RESP_ERR_NO_ERROR && !fail[0].n && !fail[1].n) {
+                        count_out(ctx, start, r->p, version, nrec);
                         return 0;
+                }
                 eddy_metrics_label_add(ctx->metrics, EDDY_ML_SINK_ERRORS, "kafka",
                                        fail[0].n + fail[1].n + (ferr ? 1 : 0));
                 /* Retry the whole entry: consumers de-duplicate by the eddy.src header. */
@@ -2053,6 +2078,8 @@ static rd_kafka_t *kafka_new(eddy_ctx_t *ctx, int consumer, char *errstr, size_t
                                "5",
                                "message.max.bytes",
                                "4194304",
+                               "delivery.report.only.error",
+                               "true",
                                NULL};
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         if (kafka_conf_apply(ctx, conf, consumer ? cdefs : pdefs, consumer, errstr, errstr_size)) {
