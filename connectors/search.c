@@ -6,6 +6,7 @@
  * back; the refusal counts as done. */
 #include "search.h"
 
+#include "http.h"
 #include "warehouse.h"
 
 #include <curl/curl.h>
@@ -20,7 +21,6 @@ struct eddy_search_s {
         char *url, *user, *password;
         long timeout_ms;
         eddy_wbuf_t resp;
-        char curl_err[CURL_ERROR_SIZE];
 };
 
 eddy_search_t *eddy_search_new(const eddy_search_conf_t *conf, char *errstr, size_t errstr_size)
@@ -105,12 +105,6 @@ void eddy_search_action(eddy_wbuf_t *out, const char *index, const void *id, siz
         }
 }
 
-static size_t on_body(char *p, size_t size, size_t n, void *opaque)
-{
-        eddy_wbuf_put(opaque, p, size * n);
-        return size * n;
-}
-
 /* Reads the items of a bulk answer into @p res. @returns 0, or RETRY if an item may pass. */
 static int read_items(json_t *items, eddy_search_result_t *res, char *errstr, size_t errstr_size)
 {
@@ -156,44 +150,19 @@ int eddy_search_bulk(eddy_search_t *s, const void *body, size_t len, eddy_search
                      char *errstr, size_t errstr_size)
 {
         memset(res, 0, sizeof(*res));
-        CURL *c = s->curl;
         size_t ul = strlen(s->url) + 16;
         char *url = malloc(ul);
         snprintf(url, ul, "%s/_bulk", s->url);
-        struct curl_slist *hdrs = NULL;
-        hdrs = curl_slist_append(hdrs, "Content-Type: application/x-ndjson");
-        hdrs = curl_slist_append(hdrs, "Expect:");
-        s->resp.len = 0;
-        curl_easy_reset(c);
-        curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_POST, 1L);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-        if (s->user) {
-                curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
-                curl_easy_setopt(c, CURLOPT_USERNAME, s->user);
-                curl_easy_setopt(c, CURLOPT_PASSWORD, s->password);
-        }
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &s->resp);
-        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, s->curl_err);
-        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, s->timeout_ms);
-        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, s->timeout_ms * 6);
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-        s->curl_err[0] = '\0';
-        CURLcode cc = curl_easy_perform(c);
-        long status = 0;
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-        curl_slist_free_all(hdrs);
+        static const char *const hdrs[] = {"Content-Type: application/x-ndjson", NULL};
+        eddy_http_req_t rq = {url, hdrs, s->user, s->password, body, len, s->timeout_ms};
+        long status;
+        char err[CURL_ERROR_SIZE];
+        int rc = eddy_http_post(s->curl, &rq, &s->resp, &status, err, sizeof(err));
         free(url);
-        if (cc != CURLE_OK) {
-                snprintf(errstr, errstr_size, "search: %s/_bulk: %s", s->url,
-                         s->curl_err[0] ? s->curl_err : curl_easy_strerror(cc));
+        if (rc) {
+                snprintf(errstr, errstr_size, "search: %s/_bulk: %s", s->url, err);
                 return EDDY_SEARCH_RETRY;
         }
-        eddy_wbuf_put(&s->resp, "", 1);
         const char *text = (const char *)s->resp.p;
         if (status == 429 || status >= 500) {
                 snprintf(errstr, errstr_size, "search: %s/_bulk: HTTP %ld: %.200s", s->url, status,
@@ -206,7 +175,7 @@ int eddy_search_bulk(eddy_search_t *s, const void *body, size_t len, eddy_search
                 return EDDY_SEARCH_FATAL;
         }
         json_error_t je;
-        json_t *root = json_loadb(text, s->resp.len - 1, 0, &je);
+        json_t *root = json_loadb(text, s->resp.len, 0, &je);
         json_t *items = root ? json_object_get(root, "items") : NULL;
         if (!json_is_array(items)) {
                 snprintf(errstr, errstr_size, "search: %s/_bulk: not a bulk answer: %.200s", s->url,
@@ -214,7 +183,7 @@ int eddy_search_bulk(eddy_search_t *s, const void *body, size_t len, eddy_search
                 json_decref(root);
                 return EDDY_SEARCH_RETRY;
         }
-        int rc = read_items(items, res, errstr, errstr_size);
+        rc = read_items(items, res, errstr, errstr_size);
         json_decref(root);
         return rc;
 }

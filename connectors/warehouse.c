@@ -1,6 +1,8 @@
 /* warehouse.c: warehouse tables, Avro row encoding, the Avro lake and the ClickHouse client. */
 #include "warehouse.h"
 
+#include "http.h"
+
 #include "mem.h"
 
 #include <avro.h>
@@ -437,7 +439,6 @@ struct eddy_ch_s {
         int create;
         long timeout_ms;
         eddy_wbuf_t resp;
-        char curl_err[CURL_ERROR_SIZE];
 };
 
 eddy_ch_t *eddy_ch_new(const eddy_ch_conf_t *conf, char *errstr, size_t errstr_size)
@@ -484,12 +485,6 @@ void eddy_ch_destroy(eddy_ch_t *ch)
         free(ch);
 }
 
-static size_t on_body(char *p, size_t size, size_t n, void *opaque)
-{
-        eddy_wbuf_put(opaque, p, size * n);
-        return size * n;
-}
-
 /* ClickHouse error codes a retry can not fix (schema and query errors). */
 static int fatal_code(int code)
 {
@@ -529,39 +524,15 @@ static int ch_request(eddy_ch_t *ch, const char *query, const void *body, size_t
         snprintf(url, ul, "%s/?database=%s&query=%s", ch->url, db, q);
         curl_free(q);
         curl_free(db);
-        struct curl_slist *hdrs = NULL;
-        if (gzip)
-                hdrs = curl_slist_append(hdrs, "Content-Encoding: gzip");
-        hdrs = curl_slist_append(hdrs, "Content-Type: application/octet-stream");
-        hdrs = curl_slist_append(hdrs, "Expect:");
-        ch->resp.len = 0;
-        curl_easy_reset(c);
-        curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_POST, 1L);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-        curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
-        curl_easy_setopt(c, CURLOPT_USERNAME, ch->user);
-        curl_easy_setopt(c, CURLOPT_PASSWORD, ch->password);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &ch->resp);
-        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ch->curl_err);
-        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, ch->timeout_ms);
-        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, ch->timeout_ms * 6);
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-        ch->curl_err[0] = '\0';
-        CURLcode cc = curl_easy_perform(c);
-        long status = 0;
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-        curl_slist_free_all(hdrs);
+        const char *hdrs[] = {"Content-Type: application/octet-stream",
+                              gzip ? "Content-Encoding: gzip" : NULL, NULL};
+        eddy_http_req_t rq = {url, hdrs, ch->user, ch->password, body, blen, ch->timeout_ms};
+        long status;
+        char err[CURL_ERROR_SIZE];
+        int rc = eddy_http_post(c, &rq, &ch->resp, &status, err, sizeof(err));
         free(url);
-        eddy_wbuf_put(&ch->resp, "", 1); /* NUL-terminated */
-        ch->resp.len--;
-        if (cc != CURLE_OK) {
-                snprintf(errstr, errstr_size, "clickhouse %s: %s: %s", ch->url, what,
-                         ch->curl_err[0] ? ch->curl_err : curl_easy_strerror(cc));
+        if (rc) {
+                snprintf(errstr, errstr_size, "clickhouse %s: %s: %s", ch->url, what, err);
                 return EDDY_CH_RETRY;
         }
         if (status == 200)
