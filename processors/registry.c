@@ -3,7 +3,8 @@
 
 #include <string.h>
 
-const eddy_processor_t *const eddy_processors[] = {&eddy_like_counter, &eddy_window_features, NULL};
+const eddy_processor_t *const eddy_processors[] = {&eddy_like_counter, &eddy_window_features,
+                                                   &eddy_ips_samples, NULL};
 
 const eddy_processor_t *eddy_processor_find(const char *name)
 {

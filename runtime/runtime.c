@@ -1672,6 +1672,12 @@ static void dlq_add(eddy_ctx_t *ctx, const eddy_msg_t *m, const char *reason, co
                      ctx->rt.dlq_topic, reason, detail);
 }
 
+void eddy_out_dead_letter(eddy_ctx_t *ctx, const eddy_msg_t *msg, const char *reason,
+                          const char *detail)
+{
+        dlq_add(ctx, msg, reason, detail ? detail : "");
+}
+
 /* ---------------------------------------------------------------- processing */
 
 /* Processes one input record of an assigned partition. @returns 0, or -1 to stop the job. */
@@ -1938,6 +1944,14 @@ static int load_topics(eddy_ctx_t *ctx, char *errstr, size_t errstr_size)
                         return -1;
                 }
                 part_get(ctx, t, n - 1);
+                if (ctx->proc->copartitioned && i > 0 && n != ctx->topics[0].nparts) {
+                        snprintf(errstr, errstr_size,
+                                 "input.topics: %s joins co-partitioned topics, but %s has %d "
+                                 "partitions and %s has %d (give them the same count)",
+                                 ctx->proc->name, ctx->topics[0].name, ctx->topics[0].nparts,
+                                 t->name, n);
+                        return -2;
+                }
         }
         return 0;
 }
@@ -2557,8 +2571,10 @@ int eddy_runtime_run(const eddy_job_args_t *a)
                           "serving http://%s:%" PRId64 "/metrics, /healthz and /readyz",
                           ctx.rt.metrics_address, ctx.rt.metrics_port);
         }
-        if (load_topics(&ctx, err, sizeof(err))) {
-                eddy__log(&ctx.lg, LOG_ERR, "KAFKA", "%s", err);
+        int lt = load_topics(&ctx, err, sizeof(err));
+        if (lt) {
+                eddy__log(&ctx.lg, LOG_ERR, lt == -2 ? "CONFIG" : "KAFKA", "%s", err);
+                rc = lt == -2 ? 2 : 1;
                 goto out;
         }
         /* outputs committed before a crash go out before anything new is read */
