@@ -112,8 +112,17 @@ enum { H_IMP, H_HELD, H_DONE, NHEAPS };
 
 #define NO_CLOCK INT64_MIN
 
+/* A counting set of 64-bit hashes (open addressing, backward-shift deletion): the keys that
+ * have held engagements, so that an impression looks for them only when there may be some. */
+typedef struct hset_s {
+        uint64_t *k; /* 0: empty */
+        uint32_t *c;
+        size_t cap, n;
+} hset_t;
+
 typedef struct ipart_s {
         int loaded;
+        hset_t held;       /* hashes of the 'h' keys in the state */
         int64_t clock[2];  /* impressions, engagements; NO_CLOCK until the first record */
         int dirty;         /* clocks changed since the last flush */
         theap_t h[NHEAPS]; /* dues: window end, engagement ts, end of dedupe retention */
@@ -453,6 +462,88 @@ static void heap_free(theap_t *h)
         memset(h, 0, sizeof(*h));
 }
 
+/* ---------------------------------------------------------------- held-key set */
+
+static uint64_t key_hash(const char *key, size_t klen)
+{
+        uint64_t h = 0xcbf29ce484222325ULL;
+        for (size_t i = 1; i < klen; i++)
+                h = (h ^ (unsigned char)key[i]) * 0x100000001b3ULL;
+        h ^= h >> 33;
+        h *= 0xff51afd7ed558ccdULL;
+        h ^= h >> 33;
+        return h ? h : 1;
+}
+
+static size_t hs_slot(const hset_t *s, uint64_t h)
+{
+        size_t i = (size_t)h & (s->cap - 1);
+        while (s->k[i] && s->k[i] != h)
+                i = (i + 1) & (s->cap - 1);
+        return i;
+}
+
+static int hs_has(const hset_t *s, uint64_t h)
+{
+        return s->n && s->k[hs_slot(s, h)] == h;
+}
+
+static void hs_add(hset_t *s, uint64_t h)
+{
+        if (2 * (s->n + 1) > s->cap) {
+                hset_t b = {NULL, NULL, s->cap ? s->cap * 2 : 64, 0};
+                b.k = calloc(b.cap, sizeof(*b.k));
+                b.c = calloc(b.cap, sizeof(*b.c));
+                if (!b.k || !b.c)
+                        abort();
+                for (size_t i = 0; i < s->cap; i++)
+                        if (s->k[i]) {
+                                size_t j = hs_slot(&b, s->k[i]);
+                                b.k[j] = s->k[i];
+                                b.c[j] = s->c[i];
+                                b.n++;
+                        }
+                free(s->k);
+                free(s->c);
+                *s = b;
+        }
+        size_t i = hs_slot(s, h);
+        if (s->k[i] != h) {
+                s->k[i] = h;
+                s->c[i] = 0;
+                s->n++;
+        }
+        s->c[i]++;
+}
+
+static void hs_del(hset_t *s, uint64_t h)
+{
+        if (!s->n)
+                return;
+        size_t i = hs_slot(s, h);
+        if (s->k[i] != h || --s->c[i] > 0)
+                return;
+        s->k[i] = 0;
+        s->n--;
+        /* backward shift: re-seat the entries after i that probed past it */
+        for (size_t j = (i + 1) & (s->cap - 1); s->k[j]; j = (j + 1) & (s->cap - 1)) {
+                size_t home = (size_t)s->k[j] & (s->cap - 1);
+                if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
+                        s->k[i] = s->k[j];
+                        s->c[i] = s->c[j];
+                        s->k[j] = 0;
+                        i = j;
+                }
+        }
+}
+
+static void hs_free(hset_t *s)
+{
+        free(s->k);
+        free(s->c);
+        memset(s, 0, sizeof(*s));
+}
+
 /* ---------------------------------------------------------------- partitions */
 
 static ipart_t *part_of(ip_t *ip, int32_t p)
@@ -494,6 +585,7 @@ static int load_held(void *opaque, const void *k, size_t kl, const void *v, size
         size_t pos = 0;
         heng_t e;
         int r;
+        hs_add(&l->pp->held, key_hash(k, kl));
         while ((r = heng_next(v, vl, &pos, &e)) == 1)
                 heap_push(&l->pp->h[H_HELD], e.ts, k, kl);
         if (r < 0) {
@@ -692,6 +784,11 @@ static void emit(ip_t *ip, eddy_ctx_t *ctx, int32_t p, const char *key, size_t k
                 }
                 eddy_counter_add(ip->c_samples, 1);
         }
+        if (c->retention_ms == 0) {
+                /* a repeat with ts <= the window's end is late now; no marker is needed */
+                eddy_state_del(ctx, p, key, klen);
+                return;
+        }
         imp_t done = {.done = 1, .ts = im->ts};
         imp_encode(ip, &done);
         eddy_state_put(ctx, p, key, klen, ip->val, ip->vlen);
@@ -757,10 +854,12 @@ static int expire_held(ip_t *ip, eddy_ctx_t *ctx, int32_t p, const char *key, si
                 return EDDY_ERR_STATE;
         }
         if (changed) {
-                if (ip->vlen)
+                if (ip->vlen) {
                         eddy_state_put(ctx, p, key, klen, ip->val, ip->vlen);
-                else
+                } else {
                         eddy_state_del(ctx, p, key, klen);
+                        hs_del(&part_of(ip, p)->held, key_hash(key, klen));
+                }
         }
         free(copy);
         return 0;
@@ -895,7 +994,8 @@ static int on_impression(ip_t *ip, eddy_ctx_t *ctx, const eddy_msg_t *msg, const
         char hk[8200];
         memcpy(hk, key, klen);
         hk[0] = 'h';
-        r = eddy_state_get(ctx, p, hk, klen, &v, &vl);
+        uint64_t hh = key_hash(key, klen);
+        r = hs_has(&pp->held, hh) ? eddy_state_get(ctx, p, hk, klen, &v, &vl) : 0;
         if (r < 0)
                 return -r;
         if (r == 1) {
@@ -920,10 +1020,12 @@ static int on_impression(ip_t *ip, eddy_ctx_t *ctx, const eddy_msg_t *msg, const
                         start = at;
                 }
                 if (r == 0 && keep < vl) {
-                        if (keep)
+                        if (keep) {
                                 eddy_state_put(ctx, p, hk, klen, rest, keep);
-                        else
+                        } else {
                                 eddy_state_del(ctx, p, hk, klen);
+                                hs_del(&pp->held, hh);
+                        }
                 }
                 free(copy);
                 free(rest);
@@ -1014,6 +1116,8 @@ static int on_engagement(ip_t *ip, eddy_ctx_t *ctx, const eddy_msg_t *msg, const
         ip->vlen = 0;
         if (r == 1)
                 val_put(ip, v, vl);
+        else
+                hs_add(&pp->held, key_hash(key, klen));
         heng_t e = {.ts = ts, .watch = watch, .frac = frac, .offset = msg->offset};
         if (c->orphans_to_dlq) {
                 e.raw = 1;
@@ -1096,9 +1200,11 @@ static void ip_close(void *self)
         ip_t *ip = self;
         if (!ip)
                 return;
-        for (size_t p = 0; p < ip->nparts; p++)
+        for (size_t p = 0; p < ip->nparts; p++) {
                 for (int h = 0; h < NHEAPS; h++)
                         heap_free(&ip->parts[p].h[h]);
+                hs_free(&ip->parts[p].held);
+        }
         free(ip->parts);
         free(ip->table);
         free(ip->buf);

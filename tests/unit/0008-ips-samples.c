@@ -564,7 +564,7 @@ static int gen(rng_t *r, int p, rec_t (*recs)[MAXEV], int *n)
 /* Feeds every record; @p batch_max 0: one batch, no crash. @returns the samples in order of
  * delivery per partition, joined. */
 static void run_stream(rec_t (*recs)[2][MAXEV], int (*n)[2], uint64_t seed, int batch_max,
-                       int crash_permille, out_t *out)
+                       int crash_permille, int64_t retention, out_t *out)
 {
         rng_t r = {seed};
         run_t w;
@@ -575,6 +575,7 @@ static void run_stream(rec_t (*recs)[2][MAXEV], int (*n)[2], uint64_t seed, int 
         run_set(&w, "estimator.min.count=3");
         run_set(&w, "negative.keep.rate=0.5");
         run_set(&w, "propensity.table=[1,0.7,0.5,0.4]");
+        run_set(&w, "dedupe.retention.ms=%" PRId64, retention);
         run_open(&w);
         for (;;) {
                 int left = 0;
@@ -651,8 +652,10 @@ static void test_random_streams(void **state)
                 for (int p = 0; p < NP; p++)
                         gen(&r, p, recs[p], n[p]);
                 out_t clean, crash;
-                run_stream(recs, n, seed, 0, 0, &clean);
-                run_stream(recs, n, seed + 1000, 1 + (int)(seed % 5) * 10, 150, &crash);
+                /* even seeds: closed keys kept a day; odd: none (a repeat is late, or new) */
+                int64_t retention = seed % 2 ? 0 : 86400000;
+                run_stream(recs, n, seed, 0, 0, retention, &clean);
+                run_stream(recs, n, seed + 1000, 1 + (int)(seed % 5) * 10, 150, retention, &crash);
                 assert_true(clean.n > 100);
                 for (int p = 0; p < NP; p++) {
                         int na = of_partition(&clean, p, a), nb = of_partition(&crash, p, b);
