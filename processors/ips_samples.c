@@ -5,7 +5,8 @@
  * by user_id (the runtime checks the partition counts: .copartitioned). State, per input
  * partition number (shared by the two topics):
  *   'K'                   ->  the two topic clocks (highest accepted ts), 2 x 8 bytes
- *   'i' rid '\0' iid      ->  a pending impression (its labels so far), or a done marker
+ *   'i' rid               ->  the request's impressions: each pending (its labels so far) or
+ *                             a done marker (see imp_get())
  *   'h' rid '\0' iid      ->  engagements held: no impression of theirs counted them yet
  *   'P' position (BE 16)  ->  exploration counts of the estimator: impressions, clicks
  *
@@ -169,6 +170,8 @@ typedef struct ip_s {
         size_t blen, bcap;
         char *val; /* scratch: a state value being rewritten */
         size_t vlen, vcap;
+        char *req; /* scratch: a request's value being rebuilt */
+        size_t rcap;
 } ip_t;
 
 enum {
@@ -334,6 +337,101 @@ static int imp_decode(const char *v, size_t vl, imp_t *im)
                 return -1;
         im->user = p + 4;
         return 0;
+}
+
+/* ---------------------------------------------------------------- impressions, by request
+ *
+ * The impressions of one request live in one state value, 'i' request_id, so that the
+ * impressions a request shows together cost one state write, not one each. The value is a
+ * sequence of items: u32 n (bytes that follow), u16 item_id length, item_id, then the record
+ * imp_encode() writes. Everything else addresses an impression by its full key,
+ * 'i' request_id '\0' item_id. */
+
+typedef struct islot_s {
+        const char *v; /* the request's value (NULL: none) */
+        size_t vl;
+        size_t start, end; /* the item's span in v; start == end == vl when absent */
+        const char *rec;   /* the item's record, when found */
+        size_t rlen;
+} islot_t;
+
+/* The request key's length within a full key: 'i' + request_id. */
+static size_t req_klen(const char *key)
+{
+        return 1 + strlen(key + 1);
+}
+
+/* Finds the impression of full key @p key. @returns 1 found, 0 not, <0 error (negated). */
+static int imp_get(eddy_ctx_t *ctx, int32_t p, const char *key, size_t klen, islot_t *s)
+{
+        size_t rk = req_klen(key);
+        const char *iid = key + rk + 1;
+        size_t il = klen - rk - 1;
+        const void *v = NULL;
+        size_t vl = 0;
+        memset(s, 0, sizeof(*s));
+        int r = eddy_state_get(ctx, p, key, rk, &v, &vl);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return 0;
+        s->v = v;
+        s->vl = vl;
+        s->start = s->end = vl;
+        for (size_t at = 0; at + 6 <= vl;) {
+                size_t n = get32(s->v + at);
+                size_t l = (size_t)(unsigned char)s->v[at + 4] << 8 | (unsigned char)s->v[at + 5];
+                if (n < 2 + l || at + 4 + n > vl)
+                        return -EDDY_ERR_STATE;
+                if (l == il && !memcmp(s->v + at + 6, iid, il)) {
+                        s->start = at;
+                        s->end = at + 4 + n;
+                        s->rec = s->v + at + 6 + il;
+                        s->rlen = n - 2 - il;
+                        return 1;
+                }
+                at += 4 + n;
+        }
+        return 0;
+}
+
+/* Replaces (or adds, or with @p rec NULL removes) the impression @p s found, writing the
+ * request's value. @p rec must not point into s->v. */
+static void imp_set(ip_t *ip, eddy_ctx_t *ctx, int32_t p, const char *key, size_t klen,
+                    const islot_t *s, const char *rec, size_t rlen)
+{
+        size_t rk = req_klen(key);
+        const char *iid = key + rk + 1;
+        size_t il = klen - rk - 1;
+        size_t item = rec ? 6 + il + rlen : 0;
+        size_t n = s->start + item + (s->vl - s->end);
+        if (n == 0) {
+                eddy_state_del(ctx, p, key, rk);
+                return;
+        }
+        if (n > ip->rcap) {
+                ip->rcap = n * 2;
+                ip->req = eddy__xrealloc(ip->req, ip->rcap);
+        }
+        char *b = ip->req;
+        if (s->start)
+                memcpy(b, s->v, s->start);
+        b += s->start;
+        if (rec) {
+                uint32_t len = (uint32_t)(2 + il + rlen);
+                b[0] = (char)(len >> 24);
+                b[1] = (char)(len >> 16);
+                b[2] = (char)(len >> 8);
+                b[3] = (char)len;
+                b[4] = (char)(il >> 8);
+                b[5] = (char)il;
+                memcpy(b + 6, iid, il);
+                memcpy(b + 6 + il, rec, rlen);
+                b += item;
+        }
+        if (s->vl > s->end)
+                memcpy(b, s->v + s->end, s->vl - s->end);
+        eddy_state_put(ctx, p, key, rk, ip->req, n);
 }
 
 /* held entry: ts(8) watch(1) frac(8) offset(8) raw(1) [tlen(4) topic haskey(1) klen(4) key
@@ -566,16 +664,34 @@ typedef struct load_s {
 static int load_imp(void *opaque, const void *k, size_t kl, const void *v, size_t vl)
 {
         load_t *l = opaque;
-        imp_t im;
-        if (imp_decode(v, vl, &im)) {
+        const ip_conf_t *c = l->ip->conf;
+        const char *s = v;
+        char key[8200];
+        if (kl + 1 > sizeof(key) / 2) {
                 l->bad = 1;
                 return 1;
         }
-        const ip_conf_t *c = l->ip->conf;
-        if (im.done)
-                heap_push(&l->pp->h[H_DONE], im.ts + c->window_ms + c->retention_ms, k, kl);
-        else
-                heap_push(&l->pp->h[H_IMP], im.ts + c->window_ms, k, kl);
+        memcpy(key, k, kl);
+        key[kl] = '\0';
+        for (size_t at = 0; at < vl;) {
+                imp_t im;
+                size_t n = at + 6 <= vl ? get32(s + at) : 0;
+                size_t il = at + 6 <= vl
+                                ? (size_t)(unsigned char)s[at + 4] << 8 | (unsigned char)s[at + 5]
+                                : 0;
+                if (n < 2 + il || at + 4 + n > vl || il + kl + 1 > sizeof(key) ||
+                    imp_decode(s + at + 6 + il, n - 2 - il, &im)) {
+                        l->bad = 1;
+                        return 1;
+                }
+                memcpy(key + kl + 1, s + at + 6, il);
+                if (im.done)
+                        heap_push(&l->pp->h[H_DONE], im.ts + c->window_ms + c->retention_ms, key,
+                                  kl + 1 + il);
+                else
+                        heap_push(&l->pp->h[H_IMP], im.ts + c->window_ms, key, kl + 1 + il);
+                at += 4 + n;
+        }
         return 0;
 }
 
@@ -784,14 +900,17 @@ static void emit(ip_t *ip, eddy_ctx_t *ctx, int32_t p, const char *key, size_t k
                 }
                 eddy_counter_add(ip->c_samples, 1);
         }
+        islot_t sl;
+        if (imp_get(ctx, p, key, klen, &sl) != 1)
+                return; /* advance() found it a moment ago */
         if (c->retention_ms == 0) {
                 /* a repeat with ts <= the window's end is late now; no marker is needed */
-                eddy_state_del(ctx, p, key, klen);
+                imp_set(ip, ctx, p, key, klen, &sl, NULL, 0);
                 return;
         }
         imp_t done = {.done = 1, .ts = im->ts};
         imp_encode(ip, &done);
-        eddy_state_put(ctx, p, key, klen, ip->val, ip->vlen);
+        imp_set(ip, ctx, p, key, klen, &sl, ip->val, ip->vlen);
         heap_push(&part_of(ip, p)->h[H_DONE], im->ts + c->window_ms + c->retention_ms, key, klen);
 }
 
@@ -876,20 +995,19 @@ static int advance(ip_t *ip, eddy_ctx_t *ctx, int32_t p, ipart_t *pp)
         tent_t t;
         while (pp->h[H_IMP].n && pp->h[H_IMP].v[0].due < thr) {
                 heap_pop(&pp->h[H_IMP], &t);
-                const void *v;
-                size_t vl;
+                islot_t sl;
                 imp_t im;
-                int r = eddy_state_get(ctx, p, t.key, t.len, &v, &vl);
+                int r = imp_get(ctx, p, t.key, t.len, &sl);
                 if (r < 0) {
                         free(t.key);
                         return -r;
                 }
-                if (r == 1 && imp_decode(v, vl, &im) == 0 && !im.done &&
+                if (r == 1 && imp_decode(sl.rec, sl.rlen, &im) == 0 && !im.done &&
                     im.ts + c->window_ms == t.due) {
-                        /* emit() overwrites the value: work on a copy */
-                        char *copy = eddy__xrealloc(NULL, vl);
-                        memcpy(copy, v, vl);
-                        imp_decode(copy, vl, &im);
+                        /* emit() rewrites the value: work on a copy */
+                        char *copy = eddy__xrealloc(NULL, sl.rlen);
+                        memcpy(copy, sl.rec, sl.rlen);
+                        imp_decode(copy, sl.rlen, &im);
                         emit(ip, ctx, p, t.key, t.len, &im);
                         free(copy);
                 }
@@ -904,13 +1022,12 @@ static int advance(ip_t *ip, eddy_ctx_t *ctx, int32_t p, ipart_t *pp)
         }
         while (pp->h[H_DONE].n && pp->h[H_DONE].v[0].due < thr) {
                 heap_pop(&pp->h[H_DONE], &t);
-                const void *v;
-                size_t vl;
+                islot_t sl;
                 imp_t im;
-                int r = eddy_state_get(ctx, p, t.key, t.len, &v, &vl);
-                if (r == 1 && imp_decode(v, vl, &im) == 0 && im.done &&
+                int r = imp_get(ctx, p, t.key, t.len, &sl);
+                if (r == 1 && imp_decode(sl.rec, sl.rlen, &im) == 0 && im.done &&
                     im.ts + c->window_ms + c->retention_ms == t.due)
-                        eddy_state_del(ctx, p, t.key, t.len);
+                        imp_set(ip, ctx, p, t.key, t.len, &sl, NULL, 0);
                 free(t.key);
                 if (r < 0)
                         return -r;
@@ -977,11 +1094,12 @@ static int on_impression(ip_t *ip, eddy_ctx_t *ctx, const eddy_msg_t *msg, const
         }
         const void *v;
         size_t vl;
-        int r = eddy_state_get(ctx, p, key, klen, &v, &vl);
+        islot_t sl;
+        int r = imp_get(ctx, p, key, klen, &sl);
         if (r < 0)
                 return -r;
         imp_t old;
-        if (r == 1 && imp_decode(v, vl, &old) == 0 &&
+        if (r == 1 && imp_decode(sl.rec, sl.rlen, &old) == 0 &&
             (!old.done || ts <= old.ts + c->window_ms + c->retention_ms)) {
                 eddy_counter_add(ip->c_dups, 1);
                 return 0; /* the first one stands */
@@ -1033,7 +1151,8 @@ static int on_impression(ip_t *ip, eddy_ctx_t *ctx, const eddy_msg_t *msg, const
                         return EDDY_ERR_STATE;
         }
         imp_encode(ip, &im);
-        eddy_state_put(ctx, p, key, klen, ip->val, ip->vlen);
+        /* the held engagements' key is another key: sl still points at the request's value */
+        imp_set(ip, ctx, p, key, klen, &sl, ip->val, ip->vlen);
         heap_push(&pp->h[H_IMP], ts + c->window_ms, key, klen);
         return 0;
 }
@@ -1088,11 +1207,12 @@ static int on_engagement(ip_t *ip, eddy_ctx_t *ctx, const eddy_msg_t *msg, const
         }
         const void *v;
         size_t vl;
-        int r = eddy_state_get(ctx, p, key, klen, &v, &vl);
+        islot_t sl;
+        int r = imp_get(ctx, p, key, klen, &sl);
         if (r < 0)
                 return -r;
         imp_t im;
-        if (r == 1 && imp_decode(v, vl, &im) == 0 && !im.done && ts >= im.ts &&
+        if (r == 1 && imp_decode(sl.rec, sl.rlen, &im) == 0 && !im.done && ts >= im.ts &&
             ts <= im.ts + c->window_ms) {
                 int changed = 0;
                 if (watch && frac > im.wfrac) {
@@ -1103,8 +1223,8 @@ static int on_engagement(ip_t *ip, eddy_ctx_t *ctx, const eddy_msg_t *msg, const
                         changed = 1;
                 }
                 if (changed) {
-                        imp_encode(ip, &im); /* im points into v: encode before the put */
-                        eddy_state_put(ctx, p, key, klen, ip->val, ip->vlen);
+                        imp_encode(ip, &im); /* im points into the value: encode first */
+                        imp_set(ip, ctx, p, key, klen, &sl, ip->val, ip->vlen);
                 }
                 return 0;
         }
@@ -1209,6 +1329,7 @@ static void ip_close(void *self)
         free(ip->table);
         free(ip->buf);
         free(ip->val);
+        free(ip->req);
         free(ip);
 }
 
