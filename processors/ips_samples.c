@@ -123,9 +123,12 @@ typedef struct hset_s {
 
 typedef struct ipart_s {
         int loaded;
-        hset_t held;       /* hashes of the 'h' keys in the state */
-        int64_t clock[2];  /* impressions, engagements; NO_CLOCK until the first record */
-        int dirty;         /* clocks changed since the last flush */
+        hset_t held;      /* hashes of the 'h' keys in the state */
+        int64_t clock[2]; /* impressions, engagements; NO_CLOCK until the first record */
+        int dirty;        /* clocks changed since the last flush */
+        int64_t *cnt;     /* estimator: explore impressions and clicks per position, 2 each */
+        uint8_t *cdirty;  /* ... changed since the last flush, per position */
+        int cany;
         theap_t h[NHEAPS]; /* dues: window end, engagement ts, end of dedupe retention */
 } ipart_t;
 
@@ -695,6 +698,18 @@ static int load_imp(void *opaque, const void *k, size_t kl, const void *v, size_
         return 0;
 }
 
+static int load_counts(void *opaque, const void *k, size_t kl, const void *v, size_t vl)
+{
+        load_t *l = opaque;
+        const unsigned char *key = k;
+        size_t pos = kl == 3 ? (size_t)key[1] << 8 | key[2] : 0;
+        if (pos < 1 || pos > (size_t)l->ip->conf->max_position || vl != 16)
+                return 0; /* a position past estimator.max.position: not used any more */
+        l->pp->cnt[2 * pos] = (int64_t)get64(v);
+        l->pp->cnt[2 * pos + 1] = (int64_t)get64((const char *)v + 8);
+        return 0;
+}
+
 static int load_held(void *opaque, const void *k, size_t kl, const void *v, size_t vl)
 {
         load_t *l = opaque;
@@ -726,6 +741,13 @@ static int part_load(ip_t *ip, eddy_ctx_t *ctx, int32_t p, ipart_t *pp)
                 pp->clock[1] = (int64_t)get64((const char *)v + 8);
         }
         load_t l = {ip, pp, 0};
+        size_t npos = (size_t)ip->conf->max_position + 1;
+        pp->cnt = calloc(2 * npos, sizeof(*pp->cnt));
+        pp->cdirty = calloc(npos, 1);
+        if (!pp->cnt || !pp->cdirty)
+                abort();
+        if (ip->source == SRC_ESTIMATE && eddy_state_scan(ctx, p, "P", 1, load_counts, &l) < 0)
+                return EDDY_ERR_STATE;
         if (eddy_state_scan(ctx, p, "i", 1, load_imp, &l) < 0 ||
             eddy_state_scan(ctx, p, "h", 1, load_held, &l) < 0)
                 return EDDY_ERR_STATE;
@@ -788,18 +810,6 @@ static double table_at(const ip_t *ip, int32_t position)
         return ip->table[k <= ip->ntable ? k - 1 : ip->ntable - 1];
 }
 
-static void counts_get(eddy_ctx_t *ctx, int32_t p, int32_t position, int64_t *n, int64_t *c)
-{
-        char k[3] = {'P', (char)(position >> 8), (char)position};
-        const void *v;
-        size_t vl;
-        *n = *c = 0;
-        if (eddy_state_get(ctx, p, k, 3, &v, &vl) == 1 && vl == 16) {
-                *n = (int64_t)get64(v);
-                *c = (int64_t)get64((const char *)v + 8);
-        }
-}
-
 static void counts_put(eddy_ctx_t *ctx, int32_t p, int32_t position, int64_t n, int64_t c)
 {
         char k[3] = {'P', (char)(position >> 8), (char)position}, v[16];
@@ -810,7 +820,7 @@ static void counts_put(eddy_ctx_t *ctx, int32_t p, int32_t position, int64_t n, 
 
 /* The propensity of an impression's position and its source; counts an explore impression
  * into the estimator after reading the estimate (a sample never sees its own click). */
-static double propensity(ip_t *ip, eddy_ctx_t *ctx, int32_t p, const imp_t *im, src_t *src)
+static double propensity(ip_t *ip, ipart_t *pp, const imp_t *im, src_t *src)
 {
         if (ip->source == SRC_EVENT && im->has_prop) {
                 *src = SRC_EVENT;
@@ -820,16 +830,20 @@ static double propensity(ip_t *ip, eddy_ctx_t *ctx, int32_t p, const imp_t *im, 
         double prop = table_at(ip, im->position);
         if (ip->source != SRC_ESTIMATE || im->position > ip->conf->max_position)
                 return prop;
-        int64_t nk, ck, n1, c1;
-        counts_get(ctx, p, im->position, &nk, &ck);
-        counts_get(ctx, p, 1, &n1, &c1);
-        double e = eddy__ips_estimate(nk, ck, n1, c1, ip->smoothing, ip->conf->min_count);
+        /* the counts live in memory (loaded with the partition), written back at flush() */
+        int64_t *ck = &pp->cnt[2 * im->position];
+        double e = eddy__ips_estimate(ck[0], ck[1], pp->cnt[2], pp->cnt[3], ip->smoothing,
+                                      ip->conf->min_count);
         if (e >= 0) {
                 *src = SRC_ESTIMATE;
                 prop = e;
         }
-        if (im->explore)
-                counts_put(ctx, p, im->position, nk + 1, ck + (im->clicked ? 1 : 0));
+        if (im->explore) {
+                ck[0]++;
+                ck[1] += im->clicked ? 1 : 0;
+                pp->cdirty[im->position] = 1;
+                pp->cany = 1;
+        }
         return prop;
 }
 
@@ -838,7 +852,7 @@ static double propensity(ip_t *ip, eddy_ctx_t *ctx, int32_t p, const imp_t *im, 
 /* The sample of the impression under @p key (rid '\0' iid after the 'i'), then its done
  * marker. */
 static void emit(ip_t *ip, eddy_ctx_t *ctx, int32_t p, const char *key, size_t klen,
-                 const imp_t *im)
+                 const islot_t *sl, const imp_t *im)
 {
         const ip_conf_t *c = ip->conf;
         const char *rid = key + 1;
@@ -846,7 +860,7 @@ static void emit(ip_t *ip, eddy_ctx_t *ctx, int32_t p, const char *key, size_t k
         const char *iid = rid + rl + 1;
         size_t il = klen - 2 - rl;
         src_t src;
-        double prop = propensity(ip, ctx, p, im, &src);
+        double prop = propensity(ip, part_of(ip, p), im, &src);
         int negative = !im->clicked && im->wfrac == 0;
         double rate = negative ? ip->keep_rate : 1;
         if (negative && rate < 1 && !eddy__ips_keep(eddy__ips_hash(rid, rl, iid, il), rate)) {
@@ -900,17 +914,15 @@ static void emit(ip_t *ip, eddy_ctx_t *ctx, int32_t p, const char *key, size_t k
                 }
                 eddy_counter_add(ip->c_samples, 1);
         }
-        islot_t sl;
-        if (imp_get(ctx, p, key, klen, &sl) != 1)
-                return; /* advance() found it a moment ago */
+        /* sl and im still point into the request's value: nothing wrote that key since */
         if (c->retention_ms == 0) {
                 /* a repeat with ts <= the window's end is late now; no marker is needed */
-                imp_set(ip, ctx, p, key, klen, &sl, NULL, 0);
+                imp_set(ip, ctx, p, key, klen, sl, NULL, 0);
                 return;
         }
         imp_t done = {.done = 1, .ts = im->ts};
         imp_encode(ip, &done);
-        imp_set(ip, ctx, p, key, klen, &sl, ip->val, ip->vlen);
+        imp_set(ip, ctx, p, key, klen, sl, ip->val, ip->vlen);
         heap_push(&part_of(ip, p)->h[H_DONE], im->ts + c->window_ms + c->retention_ms, key, klen);
 }
 
@@ -1003,14 +1015,8 @@ static int advance(ip_t *ip, eddy_ctx_t *ctx, int32_t p, ipart_t *pp)
                         return -r;
                 }
                 if (r == 1 && imp_decode(sl.rec, sl.rlen, &im) == 0 && !im.done &&
-                    im.ts + c->window_ms == t.due) {
-                        /* emit() rewrites the value: work on a copy */
-                        char *copy = eddy__xrealloc(NULL, sl.rlen);
-                        memcpy(copy, sl.rec, sl.rlen);
-                        imp_decode(copy, sl.rlen, &im);
-                        emit(ip, ctx, p, t.key, t.len, &im);
-                        free(copy);
-                }
+                    im.ts + c->window_ms == t.due)
+                        emit(ip, ctx, p, t.key, t.len, &sl, &im);
                 free(t.key);
         }
         while (pp->h[H_HELD].n && pp->h[H_HELD].v[0].due < thr) {
@@ -1302,6 +1308,13 @@ static int ip_flush(void *self, eddy_ctx_t *ctx)
         ip_t *ip = self;
         for (size_t p = 0; p < ip->nparts; p++) {
                 ipart_t *pp = &ip->parts[p];
+                for (int64_t k = 1; pp->cany && k <= ip->conf->max_position; k++)
+                        if (pp->cdirty[k]) {
+                                counts_put(ctx, (int32_t)p, (int32_t)k, pp->cnt[2 * k],
+                                           pp->cnt[2 * k + 1]);
+                                pp->cdirty[k] = 0;
+                        }
+                pp->cany = 0;
                 if (!pp->dirty)
                         continue;
                 char v[16];
@@ -1324,6 +1337,8 @@ static void ip_close(void *self)
                 for (int h = 0; h < NHEAPS; h++)
                         heap_free(&ip->parts[p].h[h]);
                 hs_free(&ip->parts[p].held);
+                free(ip->parts[p].cnt);
+                free(ip->parts[p].cdirty);
         }
         free(ip->parts);
         free(ip->table);
