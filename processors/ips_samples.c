@@ -398,6 +398,26 @@ static int imp_get(eddy_ctx_t *ctx, int32_t p, const char *key, size_t klen, isl
         return 0;
 }
 
+/* The earliest end of retention among the done markers of a request's value, or -1. */
+static int64_t req_done_due(const ip_conf_t *c, const char *v, size_t vl)
+{
+        int64_t due = -1;
+        for (size_t at = 0; at + 6 <= vl;) {
+                size_t n = get32(v + at);
+                size_t il = (size_t)(unsigned char)v[at + 4] << 8 | (unsigned char)v[at + 5];
+                imp_t im;
+                if (n < 2 + il || at + 4 + n > vl)
+                        break;
+                if (imp_decode(v + at + 6 + il, n - 2 - il, &im) == 0 && im.done) {
+                        int64_t d = im.ts + c->window_ms + c->retention_ms;
+                        if (due < 0 || d < due)
+                                due = d;
+                }
+                at += 4 + n;
+        }
+        return due;
+}
+
 /* Replaces (or adds, or with @p rec NULL removes) the impression @p s found, writing the
  * request's value. @p rec must not point into s->v. */
 static void imp_set(ip_t *ip, eddy_ctx_t *ctx, int32_t p, const char *key, size_t klen,
@@ -688,13 +708,13 @@ static int load_imp(void *opaque, const void *k, size_t kl, const void *v, size_
                         return 1;
                 }
                 memcpy(key + kl + 1, s + at + 6, il);
-                if (im.done)
-                        heap_push(&l->pp->h[H_DONE], im.ts + c->window_ms + c->retention_ms, key,
-                                  kl + 1 + il);
-                else
+                if (!im.done)
                         heap_push(&l->pp->h[H_IMP], im.ts + c->window_ms, key, kl + 1 + il);
                 at += 4 + n;
         }
+        int64_t due = req_done_due(c, v, vl);
+        if (due >= 0) /* one timer per request for its done markers */
+                heap_push(&l->pp->h[H_DONE], due, k, kl);
         return 0;
 }
 
@@ -920,10 +940,14 @@ static void emit(ip_t *ip, eddy_ctx_t *ctx, int32_t p, const char *key, size_t k
                 imp_set(ip, ctx, p, key, klen, sl, NULL, 0);
                 return;
         }
+        /* one timer per request for its done markers: the first marker sets it */
+        int first = req_done_due(c, sl->v, sl->vl) < 0;
         imp_t done = {.done = 1, .ts = im->ts};
         imp_encode(ip, &done);
         imp_set(ip, ctx, p, key, klen, sl, ip->val, ip->vlen);
-        heap_push(&part_of(ip, p)->h[H_DONE], im->ts + c->window_ms + c->retention_ms, key, klen);
+        if (first)
+                heap_push(&part_of(ip, p)->h[H_DONE], im->ts + c->window_ms + c->retention_ms, key,
+                          req_klen(key));
 }
 
 /* Engagements of @p key ('h' rid '\0' iid) held with ts == @p due: orphans now. */
@@ -996,6 +1020,54 @@ static int expire_held(ip_t *ip, eddy_ctx_t *ctx, int32_t p, const char *key, si
         return 0;
 }
 
+/* Drops the done markers of request key @p rkey whose retention ended before @p thr and
+ * re-arms the request's timer for the markers left. A request normally has one timer; in the
+ * rare case of two (a marker replaced by a later reuse of its key, then a new first marker),
+ * both purge and re-arm, which is harmless. */
+static int purge_done(ip_t *ip, eddy_ctx_t *ctx, int32_t p, ipart_t *pp, const char *rkey,
+                      size_t rklen, int64_t thr)
+{
+        const ip_conf_t *c = ip->conf;
+        const void *vv;
+        size_t vl;
+        int r = eddy_state_get(ctx, p, rkey, rklen, &vv, &vl);
+        if (r <= 0)
+                return r < 0 ? -r : 0;
+        const char *v = vv;
+        if (vl > ip->rcap) {
+                ip->rcap = vl * 2;
+                ip->req = eddy__xrealloc(ip->req, ip->rcap);
+        }
+        size_t n = 0;
+        for (size_t at = 0; at < vl;) {
+                size_t len = at + 6 <= vl ? get32(v + at) : 0;
+                size_t il = at + 6 <= vl
+                                ? (size_t)(unsigned char)v[at + 4] << 8 | (unsigned char)v[at + 5]
+                                : 0;
+                imp_t im;
+                if (len < 2 + il || at + 4 + len > vl ||
+                    imp_decode(v + at + 6 + il, len - 2 - il, &im))
+                        return EDDY_ERR_STATE;
+                if (!(im.done && im.ts + c->window_ms + c->retention_ms < thr)) {
+                        memcpy(ip->req + n, v + at, 4 + len);
+                        n += 4 + len;
+                }
+                at += 4 + len;
+        }
+        if (n < vl) {
+                if (n)
+                        eddy_state_put(ctx, p, rkey, rklen, ip->req, n);
+                else
+                        eddy_state_del(ctx, p, rkey, rklen);
+        }
+        if (n) {
+                int64_t next = req_done_due(c, ip->req, n);
+                if (next >= 0)
+                        heap_push(&pp->h[H_DONE], next, rkey, rklen);
+        }
+        return 0;
+}
+
 /* Everything due before the watermark of partition @p p: samples, orphans, purges. */
 static int advance(ip_t *ip, eddy_ctx_t *ctx, int32_t p, ipart_t *pp)
 {
@@ -1028,15 +1100,10 @@ static int advance(ip_t *ip, eddy_ctx_t *ctx, int32_t p, ipart_t *pp)
         }
         while (pp->h[H_DONE].n && pp->h[H_DONE].v[0].due < thr) {
                 heap_pop(&pp->h[H_DONE], &t);
-                islot_t sl;
-                imp_t im;
-                int r = imp_get(ctx, p, t.key, t.len, &sl);
-                if (r == 1 && imp_decode(sl.rec, sl.rlen, &im) == 0 && im.done &&
-                    im.ts + c->window_ms + c->retention_ms == t.due)
-                        imp_set(ip, ctx, p, t.key, t.len, &sl, NULL, 0);
+                int r = purge_done(ip, ctx, p, pp, t.key, t.len, thr);
                 free(t.key);
-                if (r < 0)
-                        return -r;
+                if (r)
+                        return r;
         }
         return 0;
 }
