@@ -16,7 +16,8 @@
  * make every output depend only on each topic's own record order (the argument is in
  * docs/ips-samples.md). Three in-memory heaps per partition, rebuilt by one scan of its
  * state the first time this process sees it, say when something is due: pending impressions
- * by window end, held engagements by ts, done markers by the end of their dedupe retention.
+ * by window end, held engagements by ts, requests with done markers by the end of the
+ * retention of their earliest one.
  * A heap entry that no longer matches the state is stale and skipped. Due samples are
  * emitted in (window end, ts, request_id, item_id) order from process(), at the record that
  * moved the watermark. */
