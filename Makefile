@@ -38,7 +38,7 @@ DEB_PKGS = build-essential pkg-config librdkafka-dev librocksdb-dev libjansson-d
            kcat python3 python3-confluent-kafka python3-redis python3-yaml python3-avro avro-bin \
            clickhouse-server clickhouse-client
 
-.PHONY: all deps print-deb-pkgs test unit-bins demo bench bench-wf bench-warehouse bench-cdc docs clean fmt \
+.PHONY: all deps print-deb-pkgs test unit-bins demo bench bench-wf bench-ips bench-warehouse bench-cdc docs clean fmt \
         fmt-check
 all: $(BUILD)/eddy
 
@@ -98,6 +98,9 @@ bench: deps all
 bench-wf: deps all
 	/usr/bin/python3 bench/window_features.py
 
+bench-ips: deps all
+	/usr/bin/python3 bench/ips_samples.py
+
 bench-warehouse: deps all
 	/usr/bin/python3 bench/warehouse.py
 
@@ -108,6 +111,7 @@ docs: all
 	$(BUILD)/eddy like-counter --list-config --markdown > docs/config.md
 	$(BUILD)/eddy window-features --list-config --markdown > docs/config-window-features.md
 	$(BUILD)/eddy cdc-fanout --list-config --markdown > docs/config-cdc-fanout.md
+	$(BUILD)/eddy ips-samples --list-config --markdown > docs/config-ips-samples.md
 
 FMT_FILES = $(SRC) $(UNIT_SRC) $(wildcard runtime/*.h state/*.h connectors/*.h processors/*.h \
             schemas/*.h tests/unit/*.h tests/fuzz/*.c bench/*.c)

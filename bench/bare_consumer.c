@@ -1,8 +1,8 @@
 /* bare_consumer.c: the baseline of bench/: how fast a plain librdkafka consumer reads a topic.
  *
- *   bare_consumer <bootstrap> <topic> [key=value ...]
+ *   bare_consumer <bootstrap> <topic>[,<topic>...] [key=value ...]
  *
- * Assigns every partition of <topic> from the beginning (no consumer group join, as eddy's
+ * Assigns every partition of each topic from the beginning (no consumer group join, as eddy's
  * bounded replay does), polls one message at a time with rd_kafka_consumer_poll() (as eddy's
  * runtime does), counts the messages and stops when every non-empty partition has reported
  * EOF (enable.partition.eof=true). The consumer settings that matter for throughput are
@@ -41,10 +41,10 @@ static void set(rd_kafka_conf_t *conf, const char *k, const char *v)
 int main(int argc, char **argv)
 {
         if (argc < 3) {
-                fprintf(stderr, "usage: bare_consumer <bootstrap> <topic> [key=value ...]\n");
+                fprintf(stderr,
+                        "usage: bare_consumer <bootstrap> <topic>[,<topic>...] [key=value ...]\n");
                 return 2;
         }
-        const char *topic = argv[2];
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         set(conf, "bootstrap.servers", argv[1]);
         set(conf, "group.id", "eddy-bench-bare"); /* required by the API; no join with assign() */
@@ -70,39 +70,57 @@ int main(int argc, char **argv)
         }
         rd_kafka_poll_set_consumer(rk);
 
-        /* the topic's partitions */
-        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-        const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
-        if (err || md->topic_cnt != 1 || md->topics[0].err) {
-                fprintf(stderr, "bare_consumer: metadata of %s: %s\n", topic,
-                        rd_kafka_err2str(err             ? err
-                                         : md->topic_cnt ? md->topics[0].err
-                                                         : 0));
-                return 1;
+        /* every partition of every topic (a join reads several) */
+        char *topics[8];
+        int ntopics = 0;
+        char *list = strdup(argv[2]);
+        for (char *t = list; t && ntopics < 8;) {
+                char *comma = strchr(t, ',');
+                if (comma)
+                        *comma = '\0';
+                topics[ntopics++] = t;
+                t = comma ? comma + 1 : NULL;
         }
-        int nparts = md->topics[0].partition_cnt;
-        rd_kafka_topic_partition_list_t *as = rd_kafka_topic_partition_list_new(nparts);
-        int pending = 0;
-        char *is_pending = calloc((size_t)nparts + 1, 1);
-        for (int i = 0; i < nparts; i++) {
-                int32_t p = md->topics[0].partitions[i].id;
-                int64_t lo, hi;
-                err = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000);
-                if (err) {
-                        fprintf(stderr, "bare_consumer: watermarks of %s/%d: %s\n", topic, p,
-                                rd_kafka_err2str(err));
+        rd_kafka_topic_partition_list_t *as = rd_kafka_topic_partition_list_new(64);
+        int pending = 0, nparts = 0;
+        char *is_pending = NULL;
+        rd_kafka_resp_err_t err;
+        for (int ti = 0; ti < ntopics; ti++) {
+                const char *topic = topics[ti];
+                rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+                const struct rd_kafka_metadata *md = NULL;
+                err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+                if (err || md->topic_cnt != 1 || md->topics[0].err) {
+                        fprintf(stderr, "bare_consumer: metadata of %s: %s\n", topic,
+                                rd_kafka_err2str(err             ? err
+                                                 : md->topic_cnt ? md->topics[0].err
+                                                                 : 0));
                         return 1;
                 }
-                if (hi > lo && p >= 0 && p < nparts) {
-                        rd_kafka_topic_partition_list_add(as, topic, p)->offset =
-                            RD_KAFKA_OFFSET_BEGINNING;
-                        is_pending[p] = 1;
-                        pending++;
+                int n = md->topics[0].partition_cnt;
+                if (ti == 0) {
+                        nparts = n;
+                        is_pending = calloc((size_t)(nparts + 1) * 8, 1);
                 }
+                for (int i = 0; i < n; i++) {
+                        int32_t p = md->topics[0].partitions[i].id;
+                        int64_t lo, hi;
+                        err = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000);
+                        if (err) {
+                                fprintf(stderr, "bare_consumer: watermarks of %s/%d: %s\n", topic,
+                                        p, rd_kafka_err2str(err));
+                                return 1;
+                        }
+                        if (hi > lo && p >= 0 && p < nparts) {
+                                rd_kafka_topic_partition_list_add(as, topic, p)->offset =
+                                    RD_KAFKA_OFFSET_BEGINNING;
+                                is_pending[ti * nparts + p] = 1;
+                                pending++;
+                        }
+                }
+                rd_kafka_metadata_destroy(md);
+                rd_kafka_topic_destroy(rkt);
         }
-        rd_kafka_metadata_destroy(md);
-        rd_kafka_topic_destroy(rkt);
 
         double t0 = now_s(), t_first = 0;
         err = rd_kafka_assign(rk, as);
@@ -132,9 +150,12 @@ int main(int argc, char **argv)
                         events++;
                         bytes += (int64_t)m->len;
                 } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                        if (m->partition >= 0 && m->partition < nparts &&
-                            is_pending[m->partition]) {
-                                is_pending[m->partition] = 0;
+                        int ti = 0;
+                        while (ti < ntopics && strcmp(topics[ti], rd_kafka_topic_name(m->rkt)))
+                                ti++;
+                        if (ti < ntopics && m->partition >= 0 && m->partition < nparts &&
+                            is_pending[ti * nparts + m->partition]) {
+                                is_pending[ti * nparts + m->partition] = 0;
                                 pending--;
                         }
                 } else {
@@ -150,6 +171,7 @@ int main(int argc, char **argv)
                events, bytes, t1 - t0, events ? t1 - t_first : 0.0);
         fflush(stdout);
         free(is_pending);
+        free(list);
         rd_kafka_destroy(rk);
         return 0;
 }

@@ -636,8 +636,11 @@ int eddy_ch_prepare(eddy_ch_t *ch, const eddy_wh_table_t *t, char *errstr, size_
                         char want[600];
                         snprintf(want, sizeof(want), "%s\t%s\n", t->cols[i].name,
                                  ch_type(&t->cols[i]));
+                        /* a whole line: "_topic\tString\n" also ends "imp_topic\tString\n" */
                         const char *hit = strstr(resp, want);
-                        if (hit && (hit == resp || hit[-1] == '\n'))
+                        while (hit && hit != resp && hit[-1] != '\n')
+                                hit = strstr(hit + 1, want);
+                        if (hit)
                                 continue;
                         /* name the column and what was found */
                         char found[128] = "no such column";

@@ -4,7 +4,7 @@
 #include <string.h>
 
 const eddy_processor_t *const eddy_processors[] = {&eddy_like_counter, &eddy_window_features,
-                                                   &eddy_cdc_fanout, NULL};
+                                                   &eddy_cdc_fanout, &eddy_ips_samples, NULL};
 
 const eddy_processor_t *eddy_processor_find(const char *name)
 {

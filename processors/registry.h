@@ -7,6 +7,7 @@
 extern const eddy_processor_t eddy_like_counter;
 extern const eddy_processor_t eddy_window_features;
 extern const eddy_processor_t eddy_cdc_fanout;
+extern const eddy_processor_t eddy_ips_samples;
 
 /** NULL-terminated list of every built-in processor. */
 extern const eddy_processor_t *const eddy_processors[];

@@ -85,6 +85,15 @@ void eddy_log(eddy_ctx_t *ctx, int level, const char *fac, const char *fmt, ...)
 int eddy_reject(eddy_ctx_t *ctx, const char *reason, const char *detail_fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/**
+ * @brief A dead letter for an earlier record of the partition, one the processor kept in its
+ *        state (an engagement that never found its impression): @p msg describes it as
+ *        process() saw it (topic, partition, offset, key, value). Goes out with the batch,
+ *        like eddy_reject()'s, with the same headers; eddy.src names @p msg.
+ */
+void eddy_out_dead_letter(eddy_ctx_t *ctx, const eddy_msg_t *msg, const char *reason,
+                          const char *detail);
+
 /* ---- state: keys are scoped by input partition number ----
  *
  * Reads see the batch in flight (read-your-writes). Writes become durable only at the
@@ -225,6 +234,9 @@ typedef struct eddy_processor_s {
         void (*close)(void *self);
         /** Warehouse tables it writes, NULL-terminated (schemas/<name>.avsc); may be NULL. */
         const char *const *tables;
+        /** Non-zero for a join of co-partitioned topics: the job refuses to start (exit 2)
+         *  unless every input topic has the same number of partitions. */
+        int copartitioned;
 } eddy_processor_t;
 
 #endif

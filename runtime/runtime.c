@@ -1865,6 +1865,12 @@ static void dlq_add(eddy_ctx_t *ctx, const eddy_msg_t *m, const char *reason, co
                      ctx->rt.dlq_topic, reason, detail);
 }
 
+void eddy_out_dead_letter(eddy_ctx_t *ctx, const eddy_msg_t *msg, const char *reason,
+                          const char *detail)
+{
+        dlq_add(ctx, msg, reason, detail ? detail : "");
+}
+
 /* ---------------------------------------------------------------- processing */
 
 /* Processes one input record of an assigned partition. @returns 0, or -1 to stop the job. */
@@ -2110,7 +2116,8 @@ static int topic_name_cmp(const void *a, const void *b)
 }
 
 /* Adds the topics matching input.topics entry @p e (a POSIX extended regex starting with '^',
- * as librdkafka's patterns), in name order, to ctx->topics. @returns 0, or -1 with errstr. */
+ * as librdkafka's patterns), in name order, to ctx->topics. @returns 0, or -1 (Kafka) or -2
+ * (a bad pattern) with errstr. */
 static int topics_match(eddy_ctx_t *ctx, int e, char *errstr, size_t errstr_size)
 {
         const char *pat = ctx->rt.input_topics.v[e];
@@ -2120,7 +2127,7 @@ static int topics_match(eddy_ctx_t *ctx, int e, char *errstr, size_t errstr_size
                 char why[256];
                 regerror(rc, &re, why, sizeof(why));
                 snprintf(errstr, errstr_size, "input.topics: pattern %s: %s", pat, why);
-                return -1;
+                return -2;
         }
         const rd_kafka_metadata_t *md = NULL;
         rd_kafka_resp_err_t err =
@@ -2179,7 +2186,8 @@ static int topics_match(eddy_ctx_t *ctx, int e, char *errstr, size_t errstr_size
 }
 
 /* Resolves input.topics: each entry is a topic that must exist, or a pattern ("^...") that
- * must match at least one. The set is fixed for the run (docs/cdc-fanout.md says why). */
+ * must match at least one. The set is fixed for the run (docs/cdc-fanout.md says why).
+ * @returns 0, -1 (Kafka: the job exits 1) or -2 (configuration: exit 2) with errstr. */
 static int load_topics(eddy_ctx_t *ctx, char *errstr, size_t errstr_size)
 {
         ctx->ntopics = 0;
@@ -2187,8 +2195,9 @@ static int load_topics(eddy_ctx_t *ctx, char *errstr, size_t errstr_size)
         for (int e = 0; e < (int)ctx->rt.input_topics.n; e++) {
                 const char *name = ctx->rt.input_topics.v[e];
                 if (name[0] == '^') {
-                        if (topics_match(ctx, e, errstr, errstr_size))
-                                return -1;
+                        int r = topics_match(ctx, e, errstr, errstr_size);
+                        if (r)
+                                return r;
                         continue;
                 }
                 if (topic_find(ctx, name, NULL))
@@ -2222,6 +2231,15 @@ static int load_topics(eddy_ctx_t *ctx, char *errstr, size_t errstr_size)
                 t->entry = e;
                 part_get(ctx, t, n - 1);
         }
+        for (int i = 1; ctx->proc->copartitioned && i < ctx->ntopics; i++)
+                if (ctx->topics[i].nparts != ctx->topics[0].nparts) {
+                        snprintf(errstr, errstr_size,
+                                 "input.topics: %s joins co-partitioned topics, but %s has %d "
+                                 "partitions and %s has %d (give them the same count)",
+                                 ctx->proc->name, ctx->topics[0].name, ctx->topics[0].nparts,
+                                 ctx->topics[i].name, ctx->topics[i].nparts);
+                        return -2;
+                }
         return 0;
 }
 
@@ -2864,8 +2882,10 @@ int eddy_runtime_run(const eddy_job_args_t *a)
                           "serving http://%s:%" PRId64 "/metrics, /healthz and /readyz",
                           ctx.rt.metrics_address, ctx.rt.metrics_port);
         }
-        if (load_topics(&ctx, err, sizeof(err))) {
-                eddy__log(&ctx.lg, LOG_ERR, "KAFKA", "%s", err);
+        int lt = load_topics(&ctx, err, sizeof(err));
+        if (lt) {
+                eddy__log(&ctx.lg, LOG_ERR, lt == -2 ? "CONFIG" : "KAFKA", "%s", err);
+                rc = lt == -2 ? 2 : 1;
                 goto out;
         }
         /* outputs committed before a crash go out before anything new is read */

@@ -54,11 +54,11 @@ def impression_and_engagement(rnd, i, now):
     user = "u%d" % rnd.randrange(2000)
     req = "r%d" % i
     item = "i%d" % rnd.randrange(300)
-    position = rnd.randrange(10)
+    position = 1 + rnd.randrange(10)
     imp = {"request_id": req, "user_id": user, "item_id": item, "position": position, "ts": now,
            "explore": rnd.random() < 0.1}
     eng = None
-    if rnd.random() < 0.3 / (1 + position):
+    if rnd.random() < 0.3 / position:
         eng = {"request_id": req, "user_id": user, "item_id": item, "type": "click",
                "ts": now + rnd.randrange(1, 5000)}
     return user, imp, eng

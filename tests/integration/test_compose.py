@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # Processors with a service and a job file but not in `eddy list` yet. Their services sit in the
 # "pending" compose profile; the test checks their job files fully once they are listed, and
 # fails while a listed processor is still named here (remove it then).
-PENDING_PROCESSORS = {"ips-samples"}
+PENDING_PROCESSORS = set()
 
 # One-shot services: they exit 0 and the jobs wait for that instead of a health check.
 ONE_SHOT = {"kafka-init"}

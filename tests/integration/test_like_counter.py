@@ -289,7 +289,8 @@ def test_bad_config_and_usage(eddy, tmp):
     assert p.returncode == 0 and "batch.max.events" in p.stdout and "redis.key.prefix" in p.stdout
     for proc, doc in (("like-counter", "config.md"),
                       ("window-features", "config-window-features.md"),
-                      ("cdc-fanout", "config-cdc-fanout.md")):
+                      ("cdc-fanout", "config-cdc-fanout.md"),
+                      ("ips-samples", "config-ips-samples.md")):
         with open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", doc)) as fp:
             assert fp.read() == run(proc, "--list-config", "--markdown").stdout, \
                 "docs/%s is stale: make docs" % doc
