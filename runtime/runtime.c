@@ -187,6 +187,9 @@ struct eddy_ctx_s {
 
         /* counters */
         int64_t events_in, events_dlq, events_out, batches, replay_total, replay_done;
+        int done_changed;           /* a partition reached its replay bound */
+        const char *last_tname;     /* process_one(): the last record's topic name ... */
+        struct topic_s *last_topic; /* ... and its topic */
         int64_t test_dlq, test_out;
         int fatal;
 };
@@ -197,6 +200,15 @@ static int64_t now_ms(void)
 {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* called per record: ms is enough */
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The consumer loop's clock, read several times per record: the coarse clock costs a few
+ * nanoseconds and its resolution (a few ms) is enough for batch.max.ms and reporting. */
+static int64_t loop_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -1876,8 +1888,13 @@ void eddy_out_dead_letter(eddy_ctx_t *ctx, const eddy_msg_t *msg, const char *re
 /* Processes one input record of an assigned partition. @returns 0, or -1 to stop the job. */
 static int process_one(eddy_ctx_t *ctx, eddy_msg_t *em)
 {
-        int ti;
-        topic_t *t = topic_find(ctx, em->topic, &ti);
+        /* librdkafka hands the same name pointer for every record of a topic */
+        topic_t *t = em->topic == ctx->last_tname ? ctx->last_topic : NULL;
+        if (!t) {
+                t = topic_find(ctx, em->topic, NULL);
+                ctx->last_tname = t ? em->topic : NULL;
+                ctx->last_topic = t;
+        }
         part_t *pt = t ? part_get(ctx, t, em->partition) : NULL;
         if (!pt || !pt->assigned || pt->done)
                 return 0; /* from a partition no longer ours: not processed, not committed */
@@ -1909,8 +1926,10 @@ static int process_one(eddy_ctx_t *ctx, eddy_msg_t *em)
         ctx->batch_events++;
         if (ctx->replay)
                 ctx->replay_done++;
-        if (pt->bound >= 0 && pt->next >= pt->bound)
+        if (pt->bound >= 0 && pt->next >= pt->bound) {
                 pt->done = 1;
+                ctx->done_changed = 1;
+        }
         return 0;
 }
 
@@ -2397,7 +2416,7 @@ static double stat_num(const char *v)
  * counters) it reads itself through metrics_sources(). */
 static void report(eddy_ctx_t *ctx, int force, int stopping)
 {
-        int64_t now = now_ms();
+        int64_t now = loop_ms();
         if (!ctx->metrics || !ctx->st || (!force && now - ctx->report_ms < 500))
                 return;
         ctx->report_ms = now;
@@ -2926,24 +2945,25 @@ int eddy_runtime_run(const eddy_job_args_t *a)
         while (!eddy_stop && !failed) {
                 if (ctx.replay && replay_finished(&ctx))
                         break;
-                int64_t deadline = now_ms() + ctx.rt.batch_max_ms;
+                int64_t deadline = loop_ms() + ctx.rt.batch_max_ms;
                 while (ctx.batch_events < ctx.rt.batch_max_events && !eddy_stop) {
-                        int64_t left = deadline - now_ms();
+                        int64_t p0 = loop_ms(), left = deadline - p0;
                         if (left < 0)
                                 break;
                         report(&ctx, 0, 0);
-                        int64_t p0 = now_ms();
                         /* at most 500 ms, so that long batches still report to the metrics */
                         rd_kafka_message_t *m =
                             rd_kafka_consumer_poll(ctx.rk, (int)(left < 500 ? left : 500));
-                        ctx.poll_ms += now_ms() - p0;
+                        ctx.poll_ms += loop_ms() - p0;
                         if (!m)
                                 continue;
                         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                                 topic_t *t = topic_find(&ctx, rd_kafka_topic_name(m->rkt), NULL);
                                 part_t *pt = t ? part_get(&ctx, t, m->partition) : NULL;
-                                if (pt && pt->bound >= 0 && m->offset >= pt->bound)
+                                if (pt && pt->bound >= 0 && m->offset >= pt->bound) {
                                         pt->done = 1;
+                                        ctx.done_changed = 1;
+                                }
                         } else if (m->err) {
                                 int fatal = m->err == RD_KAFKA_RESP_ERR__FATAL;
                                 eddy__log(&ctx.lg, fatal ? LOG_ERR : LOG_WARNING, "KAFKA",
@@ -2954,8 +2974,13 @@ int eddy_runtime_run(const eddy_job_args_t *a)
                                 failed = 1;
                         }
                         rd_kafka_message_destroy(m);
-                        if (failed || ctx.fatal || (ctx.replay && replay_finished(&ctx)))
+                        if (failed || ctx.fatal)
                                 break;
+                        if (ctx.replay && ctx.done_changed) { /* not a scan per record */
+                                ctx.done_changed = 0;
+                                if (replay_finished(&ctx))
+                                        break;
+                        }
                 }
                 if (failed || ctx.fatal) {
                         failed = 1;
@@ -3177,6 +3202,7 @@ int eddy__test_feed(eddy_ctx_t *ctx, const char *topic, int32_t partition, int64
                          .key_len = klen,
                          .value = value,
                          .value_len = vlen};
+        ctx->last_tname = NULL; /* a caller's name buffer may hold another topic next time */
         return process_one(ctx, &em);
 }
 
