@@ -392,13 +392,21 @@ static int flatten(json_t *obj, const char *prefix, const char *src, eddy_rtconf
         return 0;
 }
 
-int eddy_conf_load(const char *path, char **overrides, int noverrides, const char *proc_name,
-                   const char *default_input, eddy_rtconf_t *rt, const eddy_prop_t *pprops,
-                   void *pconf, char *errstr, size_t errstr_size)
+static int conf_load(const char *path, char **overrides, int noverrides, const char *proc_name,
+                     const char *default_input, const char *const *rt_defaults, eddy_rtconf_t *rt,
+                     const eddy_prop_t *pprops, void *pconf, char *errstr, size_t errstr_size)
 {
         if (defaults(eddy_rt_props, rt, errstr, errstr_size) ||
             defaults(pprops, pconf, errstr, errstr_size))
                 return -1;
+        /* the processor's own defaults of runtime keys, before the file and -X */
+        for (size_t i = 0; rt_defaults && rt_defaults[i] && rt_defaults[i + 1]; i += 2) {
+                char src[160];
+                snprintf(src, sizeof(src), "%s's defaults", proc_name);
+                if (route(rt_defaults[i], NULL, rt_defaults[i + 1], src, rt, pprops, pconf, NULL,
+                          errstr, errstr_size))
+                        return -1;
+        }
         if (path) {
                 json_error_t jerr;
                 json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
@@ -502,6 +510,22 @@ void eddy_conf_free(const eddy_prop_t *props, void *conf)
         }
         if (props == eddy_rt_props)
                 list_free(&((eddy_rtconf_t *)conf)->kafka);
+}
+
+int eddy_conf_load(const char *path, char **overrides, int noverrides, const char *proc_name,
+                   const char *default_input, eddy_rtconf_t *rt, const eddy_prop_t *pprops,
+                   void *pconf, char *errstr, size_t errstr_size)
+{
+        return conf_load(path, overrides, noverrides, proc_name, default_input, NULL, rt, pprops,
+                         pconf, errstr, errstr_size);
+}
+
+int eddy_conf_load_proc(const char *path, char **overrides, int noverrides,
+                        const eddy_processor_t *proc, eddy_rtconf_t *rt, void *pconf, char *errstr,
+                        size_t errstr_size)
+{
+        return conf_load(path, overrides, noverrides, proc->name, proc->default_input,
+                         proc->runtime_defaults, rt, proc->props, pconf, errstr, errstr_size);
 }
 
 void eddy_conf_print(FILE *fp, const char *title, const eddy_prop_t *props, int markdown)

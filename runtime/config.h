@@ -52,6 +52,11 @@ extern const eddy_prop_t eddy_rt_props[];
 int eddy_conf_load(const char *path, char **overrides, int noverrides, const char *proc_name,
                    const char *default_input, eddy_rtconf_t *rt, const eddy_prop_t *pprops,
                    void *pconf, char *errstr, size_t errstr_size);
+/** eddy_conf_load() for @p proc: its name, default input and defaults of runtime keys
+ *  (eddy_processor_t.runtime_defaults, applied before the file and -X). */
+int eddy_conf_load_proc(const char *path, char **overrides, int noverrides,
+                        const eddy_processor_t *proc, eddy_rtconf_t *rt, void *pconf, char *errstr,
+                        size_t errstr_size);
 
 /** Frees the heap fields of a struct filled from @p props. */
 void eddy_conf_free(const eddy_prop_t *props, void *conf);

@@ -237,6 +237,9 @@ typedef struct eddy_processor_s {
         /** Non-zero for a join of co-partitioned topics: the job refuses to start (exit 2)
          *  unless every input topic has the same number of partitions. */
         int copartitioned;
+        /** Runtime keys whose default this processor changes: "key", "value", ..., NULL
+         *  (e.g. a larger memtable for short-lived state); the job file and -X still win. */
+        const char *const *runtime_defaults;
 } eddy_processor_t;
 
 #endif

@@ -97,6 +97,11 @@ static int list_config(const eddy_processor_t *proc, int md, const char *conf_pa
         char title[128];
         snprintf(title, sizeof(title), "%s keys", proc->name);
         eddy_conf_print(stdout, title, proc->props, md);
+        for (size_t i = 0; proc->runtime_defaults && proc->runtime_defaults[i]; i += 2)
+                printf(md ? "%s%s sets the default of runtime key `%s` to `%s`.\n"
+                          : "%s%s sets the default of runtime key %s to %s\n",
+                       i ? "" : "\n", proc->name, proc->runtime_defaults[i],
+                       proc->runtime_defaults[i + 1]);
         if (md)
                 printf("Keys under `kafka.` go to librdkafka unchanged (see its "
                        "CONFIGURATION.md); `-X kafka.bootstrap.servers=...` overrides "
@@ -110,8 +115,7 @@ static int list_config(const eddy_processor_t *proc, int md, const char *conf_pa
         void *pconf = calloc(1, proc->conf_size ? proc->conf_size : 1);
         char err[1024];
         int rc = 0;
-        if (eddy_conf_load(conf_path, xs, nx, proc->name, proc->default_input, &rt, proc->props,
-                           pconf, err, sizeof(err))) {
+        if (eddy_conf_load_proc(conf_path, xs, nx, proc, &rt, pconf, err, sizeof(err))) {
                 fprintf(stderr, "eddy: %s\n", err);
                 rc = 2;
         } else {

@@ -2644,9 +2644,8 @@ static int ctx_init(eddy_ctx_t *ctx, const eddy_job_args_t *a, int want_kafka, i
         pthread_cond_init(&ctx->cv, NULL);
         ctx->pconf = calloc(1, a->proc->conf_size ? a->proc->conf_size : 1);
         ctx->lg.level = LOG_INFO;
-        if (eddy_conf_load(a->conf_path, a->overrides, a->noverrides, a->proc->name,
-                           a->proc->default_input, &ctx->rt, a->proc->props, ctx->pconf, err,
-                           sizeof(err))) {
+        if (eddy_conf_load_proc(a->conf_path, a->overrides, a->noverrides, a->proc, &ctx->rt,
+                                ctx->pconf, err, sizeof(err))) {
                 fprintf(stderr, "eddy: %s\n", err);
                 return 2;
         }

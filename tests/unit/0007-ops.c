@@ -40,6 +40,42 @@ static void test_secret_keys(void **state)
         assert_false(eddy_conf_secret_key("redis.url"));
 }
 
+/* A processor's defaults of runtime keys: under the job file and -X, checked like them. */
+static void test_runtime_defaults(void **state)
+{
+        static const char *const defs[] = {"state.write.buffer.mb", "64", "batch.max.ms", "7",
+                                           NULL};
+        eddy_processor_t proc = {.name = "p", .default_input = "in", .runtime_defaults = defs};
+        eddy_rtconf_t rt;
+        memset(&rt, 0, sizeof(rt));
+        char err[512];
+        assert_int_equal(eddy_conf_load_proc(NULL, NULL, 0, &proc, &rt, NULL, err, sizeof(err)), 0);
+        assert_int_equal(rt.state_write_buffer_mb, 64);
+        assert_int_equal(rt.batch_max_ms, 7);
+        eddy_conf_free(eddy_rt_props, &rt);
+        char *x[] = {"state.write.buffer.mb=16"};
+        memset(&rt, 0, sizeof(rt));
+        assert_int_equal(eddy_conf_load_proc(NULL, x, 1, &proc, &rt, NULL, err, sizeof(err)), 0);
+        assert_int_equal(rt.state_write_buffer_mb, 16);
+        assert_int_equal(rt.batch_max_ms, 7);
+        eddy_conf_free(eddy_rt_props, &rt);
+        /* without them, the table's default */
+        memset(&rt, 0, sizeof(rt));
+        assert_int_equal(
+            eddy_conf_load(NULL, NULL, 0, "p", "in", &rt, NULL, NULL, err, sizeof(err)), 0);
+        assert_int_equal(rt.state_write_buffer_mb, 8);
+        eddy_conf_free(eddy_rt_props, &rt);
+        /* a bad one is an error that names the processor */
+        static const char *const bad[] = {"batch.max.ms", "0", NULL};
+        proc.runtime_defaults = bad;
+        memset(&rt, 0, sizeof(rt));
+        assert_int_equal(eddy_conf_load_proc(NULL, NULL, 0, &proc, &rt, NULL, err, sizeof(err)),
+                         -1);
+        assert_non_null(strstr(err, "batch.max.ms"));
+        assert_non_null(strstr(err, "p's defaults"));
+        eddy_conf_free(eddy_rt_props, &rt);
+}
+
 static void test_conf_secrets(void **state)
 {
         char *x[] = {"redis.url=redis://:R3dis@h:1/0", "kafka.sasl.password=Sasl1",
@@ -232,9 +268,10 @@ static void test_render(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_secret_keys), cmocka_unit_test(test_conf_secrets),
-            cmocka_unit_test(test_redact),      cmocka_unit_test(test_debug_contexts),
-            cmocka_unit_test(test_readyz_rule), cmocka_unit_test(test_render),
+            cmocka_unit_test(test_secret_keys),      cmocka_unit_test(test_conf_secrets),
+            cmocka_unit_test(test_runtime_defaults), cmocka_unit_test(test_redact),
+            cmocka_unit_test(test_debug_contexts),   cmocka_unit_test(test_readyz_rule),
+            cmocka_unit_test(test_render),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
