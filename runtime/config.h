@@ -36,6 +36,13 @@ typedef struct eddy_rtconf_s {
         char *warehouse_table_prefix;
         int warehouse_create;
         int64_t warehouse_timeout_ms;
+        /* formats and schemas (docs/schemas.md) */
+        eddy_strlist_t input_format, input_avro_schema, input_reader_schema;
+        int64_t input_max_bytes;
+        char *sr_url, *sr_user, *sr_password;
+        int64_t sr_request_timeout_ms, sr_timeout_ms, sr_backoff_ms, sr_backoff_max_ms;
+        int64_t sr_cache_max;
+        char *output_format, *output_avro_schema;
         eddy_strlist_t kafka; /* "key=value" pairs for rd_kafka_conf_set, in order */
 } eddy_rtconf_t;
 
