@@ -91,8 +91,8 @@ static long request(eddy_sr_t *sr, const char *path, const char *body, char *err
         hdrs = curl_slist_append(hdrs, "Accept: application/vnd.schemaregistry.v1+json, "
                                        "application/json");
         if (body)
-                hdrs = curl_slist_append(hdrs,
-                                         "Content-Type: application/vnd.schemaregistry.v1+json");
+                hdrs =
+                    curl_slist_append(hdrs, "Content-Type: application/vnd.schemaregistry.v1+json");
         hdrs = curl_slist_append(hdrs, "Expect:");
         curl_easy_reset(c);
         curl_easy_setopt(c, CURLOPT_URL, url);

@@ -8,7 +8,7 @@
 typedef struct eddy_sr_s eddy_sr_t;
 
 typedef struct eddy_sr_conf_s {
-        const char *url; /* http://host:8081, no trailing path */
+        const char *url;             /* http://host:8081, no trailing path */
         const char *user, *password; /* basic auth when user is set */
         int64_t timeout_ms;          /* of one request */
 } eddy_sr_conf_t;

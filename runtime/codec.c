@@ -32,7 +32,7 @@ enum { FMT_JSON, FMT_AVRO, FMT_CONFLUENT };
 /* A schema id of the registry, with the readers built from it per input topic. */
 typedef struct sid_s {
         int32_t id;
-        int state; /* 0 ok; else EDDY_SR_NOTFOUND, or -4 the schema does not parse */
+        int state;     /* 0 ok; else EDDY_SR_NOTFOUND, or -4 the schema does not parse */
         int64_t until; /* NOTFOUND: ask again after this */
         char detail[600];
         eddy_avro_schema_t *w;
@@ -76,10 +76,10 @@ int64_t eddy__codec_now_ms(void)
 
 static int fmt_parse(const char *s)
 {
-        return !strcmp(s, "json") ? FMT_JSON
-               : !strcmp(s, "avro") ? FMT_AVRO
+        return !strcmp(s, "json")        ? FMT_JSON
+               : !strcmp(s, "avro")      ? FMT_AVRO
                : !strcmp(s, "confluent") ? FMT_CONFLUENT
-                                          : -1;
+                                         : -1;
 }
 
 /* A schema given as a name of schemas/, JSON text, or a file. */
@@ -139,8 +139,8 @@ static int list_fits(const char *key, const eddy_strlist_t *l, size_t ntopics, c
         return -1;
 }
 
-eddy_codec_t *eddy__codec_new(const eddy_rtconf_t *rt, const eddy_processor_t *proc,
-                              char *errstr, size_t errstr_size)
+eddy_codec_t *eddy__codec_new(const eddy_rtconf_t *rt, const eddy_processor_t *proc, char *errstr,
+                              size_t errstr_size)
 {
         eddy_codec_t *c = calloc(1, sizeof(*c));
         if (!c)
@@ -153,8 +153,7 @@ eddy_codec_t *eddy__codec_new(const eddy_rtconf_t *rt, const eddy_processor_t *p
         const char *const *ins = proc->abi_version >= 2 ? proc->input_schemas : NULL;
         const char *outs = proc->abi_version >= 2 ? proc->output_schema : NULL;
         int need_sr = 0;
-        if (list_fits("input.format", &rt->input_format, rt->input_topics.n, errstr,
-                      errstr_size) ||
+        if (list_fits("input.format", &rt->input_format, rt->input_topics.n, errstr, errstr_size) ||
             list_fits("input.avro.schema", &rt->input_avro_schema, rt->input_topics.n, errstr,
                       errstr_size) ||
             list_fits("input.avro.reader.schema", &rt->input_reader_schema, rt->input_topics.n,
@@ -221,8 +220,7 @@ eddy_codec_t *eddy__codec_new(const eddy_rtconf_t *rt, const eddy_processor_t *p
                                  proc->name);
                         goto fail;
                 }
-                if (!(c->out_schema =
-                          schema_load("output.avro.schema", os, errstr, errstr_size)))
+                if (!(c->out_schema = schema_load("output.avro.schema", os, errstr, errstr_size)))
                         goto fail;
                 need_sr |= c->out_fmt == FMT_CONFLUENT;
         }
@@ -447,9 +445,9 @@ int eddy__codec_encode(eddy_codec_t *c, const char *topic, const void *val, size
                         char subject[1024];
                         int32_t id = 0;
                         snprintf(subject, sizeof(subject), "%s-value", topic);
-                        int r = eddy_sr_register(c->sr, subject,
-                                                 eddy_avro_schema_text(c->out_schema), &id, errstr,
-                                                 errstr_size);
+                        int r =
+                            eddy_sr_register(c->sr, subject, eddy_avro_schema_text(c->out_schema),
+                                             &id, errstr, errstr_size);
                         if (r) {
                                 registry_failed(c);
                                 return r == EDDY_SR_RETRY ? EDDY_CODEC_WAIT : EDDY_CODEC_FAIL;

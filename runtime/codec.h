@@ -23,8 +23,8 @@ typedef struct eddy_codec_s eddy_codec_t;
  * @returns the codec, or NULL with a message naming the key in @p errstr.
  * @remark Free with eddy__codec_destroy(). One thread at a time.
  */
-eddy_codec_t *eddy__codec_new(const eddy_rtconf_t *rt, const eddy_processor_t *proc,
-                              char *errstr, size_t errstr_size);
+eddy_codec_t *eddy__codec_new(const eddy_rtconf_t *rt, const eddy_processor_t *proc, char *errstr,
+                              size_t errstr_size);
 void eddy__codec_destroy(eddy_codec_t *c);
 
 /** Whether input topic number @p ti needs decoding (its format is not json). */

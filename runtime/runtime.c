@@ -175,7 +175,7 @@ struct eddy_ctx_s {
         int ch_stale; /* set on assignment, read by delivery (atomic) */
         int64_t rows_out, rows_delivered, wh_retries;
 
-        eddy_codec_t *codec; /* input decoding, output encoding (docs/schemas.md) */
+        eddy_codec_t *codec;    /* input decoding, output encoding (docs/schemas.md) */
         int64_t registry_waits; /* records held while the schema registry was unreachable */
 
         /* counters */
@@ -539,8 +539,8 @@ static int encode_output(eddy_ctx_t *ctx, const char *topic, const void **val, s
         char err[1024];
         int64_t backoff = ctx->rt.sr_backoff_ms;
         for (;;) {
-                int r = eddy__codec_encode(ctx->codec, topic, *val, *vlen, val, vlen, err,
-                                           sizeof(err));
+                int r =
+                    eddy__codec_encode(ctx->codec, topic, *val, *vlen, val, vlen, err, sizeof(err));
                 if (r == EDDY_CODEC_OK)
                         return 0;
                 int64_t since = eddy__codec_failing_since(ctx->codec);
@@ -1755,8 +1755,8 @@ static int decode_input(eddy_ctx_t *ctx, eddy_msg_t *em)
                                              em->partition, em->offset,
                                              "schema registry answers again after %" PRId64
                                              " ms: resuming at %s/%" PRId32 "@%" PRId64,
-                                             eddy__codec_now_ms() - held, em->topic,
-                                             em->partition, em->offset);
+                                             eddy__codec_now_ms() - held, em->topic, em->partition,
+                                             em->offset);
                         return 0;
                 }
                 if (r != EDDY_CODEC_WAIT)

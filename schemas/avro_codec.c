@@ -667,17 +667,22 @@ static plan_t *resolve(res_t *rs, const node_t *w, const node_t *r, int depth, i
                                         pick = r->br[k];
                 if (!pick) {
                         rerr(rs, "writer type %s matches no branch of the reader's union",
-                             w->name ? w->name
-                                     : w->t < 8 ? prim_names[w->t] : w->t == T_ARRAY ? "array"
-                                                                                     : "map");
+                             w->name           ? w->name
+                             : w->t < 8        ? prim_names[w->t]
+                             : w->t == T_ARRAY ? "array"
+                                               : "map");
                         return NULL;
                 }
                 return resolve(rs, w, pick, depth + 1, top);
         }
         if (!matches(w, r) && !(top && w->t == r->t)) {
                 rerr(rs, "writer type %s can not be read as %s",
-                     w->name ? w->name : w->t < 8 ? prim_names[w->t] : "a container",
-                     r->name ? r->name : r->t < 8 ? prim_names[r->t] : "a container");
+                     w->name    ? w->name
+                     : w->t < 8 ? prim_names[w->t]
+                                : "a container",
+                     r->name    ? r->name
+                     : r->t < 8 ? prim_names[r->t]
+                                : "a container");
                 return NULL;
         }
         switch (w->t) {
@@ -1401,8 +1406,8 @@ static int enc(enc_t *e, const node_t *n, json_t *v, int depth)
         return eerr(e, "unexpected type");
 }
 
-int eddy_avro_from_json(const eddy_avro_schema_t *s, const char *json, size_t len,
-                        eddy_wbuf_t *out, char *errstr, size_t errstr_size)
+int eddy_avro_from_json(const eddy_avro_schema_t *s, const char *json, size_t len, eddy_wbuf_t *out,
+                        char *errstr, size_t errstr_size)
 {
         json_error_t jerr;
         json_t *v = json_loadb(json, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
@@ -1421,8 +1426,7 @@ int eddy_avro_from_json(const eddy_avro_schema_t *s, const char *json, size_t le
 
 /* ---------------------------------------------------------------- Confluent wire format */
 
-int eddy_avro_confluent(const void *data, size_t len, int32_t *id, const void **body,
-                        size_t *blen)
+int eddy_avro_confluent(const void *data, size_t len, int32_t *id, const void **body, size_t *blen)
 {
         const unsigned char *p = data;
         if (len < 1 || p[0] != 0)
@@ -1438,9 +1442,8 @@ int eddy_avro_confluent(const void *data, size_t len, int32_t *id, const void **
 
 void eddy_avro_confluent_header(eddy_wbuf_t *out, int32_t id)
 {
-        unsigned char h[EDDY_AVRO_CONFLUENT_HDR] = {0, (unsigned char)((uint32_t)id >> 24),
-                                                    (unsigned char)((uint32_t)id >> 16),
-                                                    (unsigned char)((uint32_t)id >> 8),
-                                                    (unsigned char)id};
+        unsigned char h[EDDY_AVRO_CONFLUENT_HDR] = {
+            0, (unsigned char)((uint32_t)id >> 24), (unsigned char)((uint32_t)id >> 16),
+            (unsigned char)((uint32_t)id >> 8), (unsigned char)id};
         out_put(out, h, sizeof(h));
 }

@@ -77,8 +77,8 @@ int eddy_avro_to_json(const eddy_avro_reader_t *rd, const void *data, size_t len
  * @returns 0, or -1 with the reason (the field path, what was expected) in @p errstr; on error
  *          @p out keeps its length from before the call.
  */
-int eddy_avro_from_json(const eddy_avro_schema_t *s, const char *json, size_t len,
-                        eddy_wbuf_t *out, char *errstr, size_t errstr_size);
+int eddy_avro_from_json(const eddy_avro_schema_t *s, const char *json, size_t len, eddy_wbuf_t *out,
+                        char *errstr, size_t errstr_size);
 
 /** Bytes of the Confluent wire-format header: magic byte 0, then a 4-byte big-endian schema id. */
 #define EDDY_AVRO_CONFLUENT_HDR 5
@@ -88,8 +88,7 @@ int eddy_avro_from_json(const eddy_avro_schema_t *s, const char *json, size_t le
  * @returns EDDY_AVRO_OK, EDDY_AVRO_MAGIC (first byte not 0) or EDDY_AVRO_TRUNCATED (shorter
  *          than the header).
  */
-int eddy_avro_confluent(const void *data, size_t len, int32_t *id, const void **body,
-                        size_t *blen);
+int eddy_avro_confluent(const void *data, size_t len, int32_t *id, const void **body, size_t *blen);
 
 /** Appends the Confluent header for schema @p id to @p out. */
 void eddy_avro_confluent_header(eddy_wbuf_t *out, int32_t id);
