@@ -1182,6 +1182,11 @@ static void decode(dec_t *d, const plan_t *p, int depth)
                                         s = rd_bytes(d, &n);
                                         if (!s)
                                                 return;
+                                        /* JSON parsers refuse "\u0000" in object keys */
+                                        if (memchr(s, 0, n)) {
+                                                derr(d, EDDY_AVRO_TYPE, "a map key with a NUL");
+                                                return;
+                                        }
                                         emit_str(d, s, n, 0);
                                         emit(d, ":", 1);
                                 }
