@@ -60,6 +60,8 @@ struct eddy_codec_s {
         sid_t **ids;
         size_t nids, idcap;
         int64_t failing_since;
+        int64_t next_attempt; /* while failing: no request before this */
+        char last_err[512];
         eddy_wbuf_t buf;
         int out_fmt;
         eddy_avro_schema_t *out_schema;
@@ -326,11 +328,21 @@ static sid_t *sid_get(eddy_codec_t *c, int32_t id, int *rc, char *detail, size_t
                                         c->in[k].last = NULL;
                         break;
                 }
+        /* While it fails, at most one request per schema.registry.backoff.ms, however many
+         * records ask (after the timeout, each of them goes to the dead-letter topic). */
+        int64_t now = eddy__codec_now_ms();
+        if (c->failing_since && now < c->next_attempt) {
+                snprintf(detail, detail_size, "%s", c->last_err);
+                *rc = EDDY_CODEC_WAIT;
+                return NULL;
+        }
         char *text = NULL;
         char e[512];
         int r = eddy_sr_schema(c->sr, id, &text, e, sizeof(e));
         if (r == EDDY_SR_RETRY || r == EDDY_SR_FATAL) {
                 registry_failed(c);
+                c->next_attempt = eddy__codec_now_ms() + c->rt->sr_backoff_ms;
+                snprintf(c->last_err, sizeof(c->last_err), "%s", e);
                 snprintf(detail, detail_size, "%s", e);
                 *rc = EDDY_CODEC_WAIT;
                 return NULL;
