@@ -39,7 +39,7 @@ DEB_PKGS = build-essential pkg-config librdkafka-dev librocksdb-dev libjansson-d
            kcat python3 python3-confluent-kafka python3-redis python3-yaml python3-avro avro-bin \
            clickhouse-server clickhouse-client clang
 
-.PHONY: all deps print-deb-pkgs test unit-bins demo bench bench-wf bench-warehouse docs clean fmt \
+.PHONY: all deps print-deb-pkgs test unit-bins demo bench bench-wf bench-warehouse bench-avro docs clean fmt \
         fmt-check fuzz fuzz-bins
 all: $(BUILD)/eddy
 
@@ -134,6 +134,14 @@ bench-wf: deps all
 
 bench-warehouse: deps all
 	/usr/bin/python3 bench/warehouse.py
+
+# Avro input against JSON: the decoder alone (bench/avro_decode.c), then the like-counter
+bench-avro: deps all
+	@mkdir -p bench/out
+	$(CC) $(CFLAGS_BASE) -o bench/out/avro_decode bench/avro_decode.c schemas/avro_codec.c \
+	    schemas/json.c runtime/mem.c -ljansson -lm
+	bench/out/avro_decode
+	/usr/bin/python3 bench/avro_input.py
 
 docs: all
 	$(BUILD)/eddy like-counter --list-config --markdown > docs/config.md

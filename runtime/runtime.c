@@ -2816,11 +2816,12 @@ int eddy_runtime_run(const eddy_job_args_t *a)
                   " redis_chunks_fenced=%" PRId64 " redis_retries=%" PRId64 " cache_hits=%" PRId64
                   " cache_misses=%" PRId64 " cache_evictions=%" PRId64 " kafka_outputs=%" PRId64
                   " warehouse_rows=%" PRId64 " warehouse_rows_delivered=%" PRId64
-                  " warehouse_retries=%" PRId64 "%s",
+                  " warehouse_retries=%" PRId64 " registry_waits=%" PRId64 "%s",
                   ctx.events_in, ctx.events_dlq, ctx.batches, ctx.write_ms, ctx.deliver_ms,
                   ctx.wait_ms, ctx.poll_ms, rs.chunks_applied, rs.chunks_fenced, rs.retries,
                   ss.cache_hits, ss.cache_misses, ss.evictions, ctx.events_out, ctx.rows_out,
-                  ctx.rows_delivered, ctx.wh_retries, failed ? " (on an error)" : "");
+                  ctx.rows_delivered, ctx.wh_retries, ctx.registry_waits,
+                  failed ? " (on an error)" : "");
         rc = failed || ctx.fatal ? 1 : 0;
 out:
         ctx_free(&ctx);
