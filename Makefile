@@ -37,7 +37,7 @@ UNIT_BIN = $(UNIT_SRC:%.c=$(BUILD)/%)
 DEB_PKGS = build-essential pkg-config librdkafka-dev librocksdb-dev libjansson-dev libhiredis-dev \
            libcurl4-openssl-dev libavro-dev zlib1g-dev libmicrohttpd-dev libcmocka-dev redis-server \
            kcat python3 python3-confluent-kafka python3-redis python3-yaml python3-avro avro-bin \
-           clickhouse-server clickhouse-client clang
+           clickhouse-server clickhouse-client clang libclang-rt-14-dev
 
 .PHONY: all deps print-deb-pkgs test unit-bins demo bench bench-wf bench-warehouse bench-avro docs clean fmt \
         fmt-check fuzz fuzz-bins
