@@ -301,6 +301,47 @@ static void test_evolution(void **state)
         free(reader);
 }
 
+/* A Debezium envelope as its Avro converter registers it (a Value record per table), read as
+ * written: the JSON of Debezium's JSON converter without the schema wrapper. */
+static void test_debezium_envelope(void **state)
+{
+        const char *w =
+            "{\"type\":\"record\",\"name\":\"Envelope\",\"namespace\":\"dbserver1.inventory."
+            "customers\",\"fields\":["
+            "{\"name\":\"before\",\"type\":[\"null\",{\"type\":\"record\",\"name\":\"Value\","
+            "\"fields\":[{\"name\":\"id\",\"type\":\"int\"},{\"name\":\"email\",\"type\":"
+            "\"string\"},{\"name\":\"score\",\"type\":[\"null\",\"double\"],\"default\":null}]}],"
+            "\"default\":null},"
+            "{\"name\":\"after\",\"type\":[\"null\",\"Value\"],\"default\":null},"
+            "{\"name\":\"source\",\"type\":{\"type\":\"record\",\"name\":\"Source\","
+            "\"namespace\":\"io.debezium.connector.postgresql\",\"fields\":["
+            "{\"name\":\"version\",\"type\":\"string\"},{\"name\":\"table\",\"type\":"
+            "\"string\"},{\"name\":\"lsn\",\"type\":[\"null\",\"long\"],\"default\":null}]}},"
+            "{\"name\":\"op\",\"type\":\"string\"},"
+            "{\"name\":\"ts_ms\",\"type\":[\"null\",\"long\"],\"default\":null}]}";
+        const char *ev = "{\"before\":null,\"after\":{\"id\":1004,\"email\":\"a@b.c\","
+                         "\"score\":2.5},\"source\":{\"version\":\"2.1.0\",\"table\":"
+                         "\"customers\",\"lsn\":33841872},\"op\":\"c\",\"ts_ms\":1700000000123}";
+        int rc;
+        char *out = decode_as(w, NULL, ev, &rc);
+        assert_int_equal(rc, 0);
+        assert_string_equal(out, ev);
+        free(out);
+        /* the generic envelope of schemas/ round-trips a delete */
+        for (const eddy__schema_src_t *src = eddy__schemas; src->name; src++)
+                if (!strcmp(src->name, "debezium_envelope")) {
+                        const char *del =
+                            "{\"before\":{\"id\":7,\"name\":\"x\",\"gone\":null},\"after\":null,"
+                            "\"source\":{\"version\":\"\",\"connector\":\"mysql\",\"name\":\"s\","
+                            "\"ts_ms\":1,\"db\":\"d\",\"schema\":null,\"table\":\"t\",\"lsn\":null,"
+                            "\"file\":\"binlog.000003\",\"pos\":154},\"op\":\"d\",\"ts_ms\":2}";
+                        out = decode_as(src->json, src->json, del, &rc);
+                        assert_int_equal(rc, 0);
+                        assert_string_equal(out, del);
+                        free(out);
+                }
+}
+
 /* ---------------------------------------------------------------- bad input */
 
 static int dec(const eddy_avro_reader_t *rd, const void *p, size_t n)
@@ -514,6 +555,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_round_trip_every_schema),
             cmocka_unit_test(test_evolution),
+            cmocka_unit_test(test_debezium_envelope),
             cmocka_unit_test(test_bad_input),
             cmocka_unit_test_teardown(test_runtime_avro_input, remove_live_dirs),
         };
