@@ -386,7 +386,7 @@ int eddy__codec_decode(eddy_codec_t *c, int ti, const void *val, size_t len, con
                        size_t *olen, char *reason, size_t reason_size, char *detail,
                        size_t detail_size)
 {
-        if ((int64_t)len > c->rt->input_max_bytes)
+        if (c->rt->input_max_bytes > 0 && (int64_t)len > c->rt->input_max_bytes)
                 BAD("too_large", "a value of %zu bytes, above input.max.bytes=%" PRId64, len,
                     c->rt->input_max_bytes);
         intopic_t *t = ti >= 0 && ti < c->nin ? &c->in[ti] : NULL;
@@ -434,8 +434,10 @@ int eddy__codec_decode(eddy_codec_t *c, int ti, const void *val, size_t len, con
         }
         char e[256];
         c->buf.len = 0;
-        /* JSON of a datum is at most ~6x its bytes for strings; a bound for the rest */
-        size_t max_out = (size_t)c->rt->input_max_bytes * 8 + 4096;
+        /* The JSON of a datum: at most 6x its bytes for strings, a few bytes per item for
+         * zero-byte items (their number is bounded by the decoder); this bounds the rest. */
+        size_t max_out =
+            32 * (c->rt->input_max_bytes > 0 ? (size_t)c->rt->input_max_bytes : len) + 65536;
         int r = eddy_avro_to_json(rd, body, blen, max_out, &c->buf, e, sizeof(e));
         if (r)
                 BAD(eddy_avro_reason(r), "%s", e);

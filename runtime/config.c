@@ -102,9 +102,9 @@ const eddy_prop_t eddy_rt_props[] = {
      "Reader schema Avro inputs are resolved to (evolution rules in docs/schemas.md), per topic "
      "as input.format: a name of schemas/, a file, JSON text, or none (read as written) "
      "(default: the processor's input schema)"},
-    {"input.max.bytes", EDDY_PROP_INT, "1048576", 1, 1 << 30, RT(input_max_bytes),
+    {"input.max.bytes", EDDY_PROP_INT, "0", 0, 1 << 30, RT(input_max_bytes),
      "A value larger than this goes to the dead-letter topic (reason too_large), whatever its "
-     "format"},
+     "format (0: no limit)"},
     {"schema.registry.url", EDDY_PROP_STR, NULL, 0, 0, RT(sr_url),
      "Confluent schema registry, http://host:port (for input.format or output.format "
      "confluent)"},
