@@ -62,7 +62,8 @@ struct eddy_codec_s {
         int64_t failing_since;
         int64_t next_attempt; /* while failing: no request before this */
         char last_err[512];
-        eddy_wbuf_t buf;
+        eddy_wbuf_t buf;  /* the JSON of the input being processed */
+        eddy_wbuf_t obuf; /* an encoded output: apart, as process() may emit while it reads */
         int out_fmt;
         eddy_avro_schema_t *out_schema;
         outtopic_t *outs;
@@ -284,6 +285,7 @@ void eddy__codec_destroy(eddy_codec_t *c)
                 free(c->outs[i].topic);
         free(c->outs);
         eddy_wbuf_free(&c->buf);
+        eddy_wbuf_free(&c->obuf);
         free(c);
 }
 
@@ -449,7 +451,7 @@ int eddy__codec_decode(eddy_codec_t *c, int ti, const void *val, size_t len, con
 int eddy__codec_encode(eddy_codec_t *c, const char *topic, const void *val, size_t len,
                        const void **out, size_t *olen, char *errstr, size_t errstr_size)
 {
-        c->buf.len = 0;
+        c->obuf.len = 0;
         if (c->out_fmt == FMT_CONFLUENT) {
                 outtopic_t *o = NULL;
                 for (size_t i = 0; i < c->nouts && !o; i++)
@@ -474,15 +476,15 @@ int eddy__codec_encode(eddy_codec_t *c, const char *topic, const void *val, size
                         memcpy(o->topic, topic, n);
                         o->id = id;
                 }
-                eddy_avro_confluent_header(&c->buf, o->id);
+                eddy_avro_confluent_header(&c->obuf, o->id);
         }
         char e[512];
-        if (eddy_avro_from_json(c->out_schema, val, len, &c->buf, e, sizeof(e))) {
+        if (eddy_avro_from_json(c->out_schema, val, len, &c->obuf, e, sizeof(e))) {
                 snprintf(errstr, errstr_size, "output to %s does not fit output.avro.schema: %s",
                          topic, e);
                 return EDDY_CODEC_FAIL;
         }
-        *out = c->buf.p;
-        *olen = c->buf.len;
+        *out = c->obuf.p;
+        *olen = c->obuf.len;
         return EDDY_CODEC_OK;
 }
