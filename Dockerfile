@@ -10,7 +10,7 @@ RUN apt-get update \
         build-essential pkg-config librdkafka-dev librocksdb-dev libjansson-dev libhiredis-dev \
         libcurl4-openssl-dev libavro-dev zlib1g-dev libmicrohttpd-dev libcmocka-dev redis-server \
         kcat python3 python3-confluent-kafka python3-redis python3-yaml python3-avro avro-bin \
-        clickhouse-server clickhouse-client \
+        clickhouse-server clickhouse-client clang libclang-rt-14-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./

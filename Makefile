@@ -2,6 +2,7 @@
 #   make            build build/eddy
 #   make test       install what is missing, build with ASan+UBSan, run unit and integration tests
 #   make demo       install what is missing, build, run the like-counter on embedded defaults
+#   make fuzz       libFuzzer runs of every decoder, FUZZ_SECONDS each (default 600)
 #   make bench      benchmarks (bench/)
 #   make SANITIZER=address|undefined|address,undefined   sanitizer build
 
@@ -36,10 +37,10 @@ UNIT_BIN = $(UNIT_SRC:%.c=$(BUILD)/%)
 DEB_PKGS = build-essential pkg-config librdkafka-dev librocksdb-dev libjansson-dev libhiredis-dev \
            libcurl4-openssl-dev libavro-dev zlib1g-dev libmicrohttpd-dev libcmocka-dev redis-server \
            kcat python3 python3-confluent-kafka python3-redis python3-yaml python3-avro avro-bin \
-           clickhouse-server clickhouse-client
+           clickhouse-server clickhouse-client clang libclang-rt-14-dev
 
-.PHONY: all deps print-deb-pkgs test unit-bins demo bench bench-wf bench-ips bench-warehouse bench-cdc docs clean fmt \
-        fmt-check
+.PHONY: all deps print-deb-pkgs test unit-bins demo bench bench-wf bench-ips bench-warehouse bench-cdc bench-avro \
+        docs clean fmt fmt-check fuzz fuzz-bins
 all: $(BUILD)/eddy
 
 deps:
@@ -85,7 +86,40 @@ TEST_SAN = address,undefined
 test: deps
 	@if command -v clang-format >/dev/null; then $(MAKE) --no-print-directory fmt-check; fi
 	$(MAKE) --no-print-directory SANITIZER=$(TEST_SAN) build/san-address-undefined/eddy unit-bins
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
 	/usr/bin/python3 tests/run.py --build build/san-address-undefined
+
+# libFuzzer targets (clang): every decoder, with ASan and UBSan, seeded from tests/fuzz/corpus/<name>.
+# New inputs go to build/fuzz/corpus-<name>; a crash leaves build/fuzz/crash-* and fails the run.
+FUZZ_SECONDS ?= 600
+TEST_FUZZ_SECONDS ?= 20
+FUZZ_CC      ?= clang
+FUZZ_FLAGS    = -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=all -Iruntime -Ischemas -Iconnectors
+FUZZ_NAMES    = json avro confluent
+FUZZ_BINS     = $(FUZZ_NAMES:%=build/fuzz/%_fuzz)
+
+build/fuzz/json_fuzz: tests/fuzz/json_fuzz.c schemas/json.c schemas/json.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/json_fuzz.c schemas/json.c
+
+build/fuzz/%_fuzz: tests/fuzz/%_fuzz.c schemas/avro_codec.c schemas/avro_codec.h runtime/mem.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< schemas/avro_codec.c runtime/mem.c -ljansson -lm
+
+fuzz-bins: $(FUZZ_BINS)
+
+fuzz: deps fuzz-bins
+	@for n in $(FUZZ_NAMES); do \
+	    mkdir -p build/fuzz/corpus-$$n; \
+	    echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+	    ( cd build/fuzz && ASAN_OPTIONS=detect_leaks=1 ./$${n}_fuzz -max_total_time=$(FUZZ_SECONDS) \
+	      -timeout=10 -rss_limit_mb=2048 -max_len=4096 -print_final_stats=1 \
+	      corpus-$$n ../../tests/fuzz/corpus/$$n > $$n.log 2>&1 ) || \
+	      { tail -60 build/fuzz/$$n.log; echo "fuzz: $$n FAILED (build/fuzz/$$n.log)"; exit 1; }; \
+	    grep -E "^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)" \
+	      build/fuzz/$$n.log | tr '\n' ' '; echo; \
+	done
 
 unit-bins: $(UNIT_BIN)
 
@@ -106,6 +140,14 @@ bench-warehouse: deps all
 
 bench-cdc: deps all
 	/usr/bin/python3 bench/cdc_fanout.py
+
+# Avro input against JSON: the decoder alone (bench/avro_decode.c), then the like-counter
+bench-avro: deps all
+	@mkdir -p bench/out
+	$(CC) $(CFLAGS_BASE) -o bench/out/avro_decode bench/avro_decode.c schemas/avro_codec.c \
+	    schemas/json.c runtime/mem.c -ljansson -lm
+	bench/out/avro_decode
+	/usr/bin/python3 bench/avro_input.py
 
 docs: all
 	$(BUILD)/eddy like-counter --list-config --markdown > docs/config.md

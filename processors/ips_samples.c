@@ -1505,6 +1505,9 @@ fail:
 /* Warehouse tables: the samples (schemas/training_sample.avsc). */
 static const char *const ip_tables[] = {"training_sample", NULL};
 
+/* Reader schemas of Avro inputs, in input.topics order (docs/schemas.md). */
+static const char *const ip_inputs[] = {"impression", "engagement", NULL};
+
 /* Most state lives for an attribution window, and the lake's waiting rows until their file
  * rolls: a 64 MiB memtable lets much of it be written and deleted before a flush (make
  * bench-ips: 223k events per CPU-second with 8 MiB, 264k with 64 MiB, one run each). */
@@ -1525,4 +1528,5 @@ const eddy_processor_t eddy_ips_samples = {
     .tables = ip_tables,
     .copartitioned = 1,
     .runtime_defaults = ip_runtime_defaults,
+    .input_schemas = ip_inputs,
 };

@@ -44,6 +44,7 @@ enum { F_EVENT_ID, F_USER_ID, F_POST_ID, F_ACTION, F_TS, NFIELDS };
 /* Warehouse tables, in the order of lc_tables. */
 enum { T_MEMBERSHIP, T_COUNT };
 static const char *const lc_tables[] = {"like_membership", "like_count", NULL};
+static const char *const lc_inputs[] = {"like_event", NULL};
 static const char *const fields[NFIELDS] = {"event_id", "user_id", "post_id", "action", "ts"};
 
 static void put_be64(unsigned char *p, int64_t v)
@@ -360,4 +361,5 @@ const eddy_processor_t eddy_like_counter = {
     .reconcile = lc_reconcile,
     .close = lc_close,
     .tables = lc_tables,
+    .input_schemas = lc_inputs,
 };

@@ -1837,6 +1837,8 @@ static int wf_init(eddy_ctx_t *ctx, const void *conf, void **selfp, char *errstr
 /* Warehouse tables: the feature log (docs/warehouse.md). */
 static const char *const wf_tables[] = {"feature_update", NULL};
 
+static const char *const wf_inputs[] = {"activity_event", NULL};
+
 const eddy_processor_t eddy_window_features = {
     .abi_version = EDDY_ABI_VERSION,
     .name = "window-features",
@@ -1849,4 +1851,6 @@ const eddy_processor_t eddy_window_features = {
     .flush = wf_flush,
     .close = wf_close,
     .tables = wf_tables,
+    .input_schemas = wf_inputs,
+    .output_schema = "feature_output",
 };

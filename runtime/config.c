@@ -103,6 +103,51 @@ const eddy_prop_t eddy_rt_props[] = {
      "backs off and retries"},
     {"search.batch.bytes", EDDY_PROP_INT, "5242880", 1024, 1 << 30, RT(search_batch_bytes),
      "search: largest _bulk request body, bytes (a batch's actions go in as few as fit)"},
+    {"input.format", EDDY_PROP_LIST, "json", 0, 0, RT(input_format),
+     "Format of the input values: json, avro (Avro binary with the writer schema "
+     "input.avro.schema) or confluent (magic byte 0, 4-byte schema id, Avro; ids resolved "
+     "through schema.registry.url); one for every input topic, or one per topic in "
+     "input.topics order"},
+    {"input.avro.schema", EDDY_PROP_LIST, NULL, 0, 0, RT(input_avro_schema),
+     "input.format=avro: the writer schema, per topic as input.format: a name of schemas/ "
+     "(like_event), a file, or the schema's JSON text"},
+    {"input.avro.reader.schema", EDDY_PROP_LIST, NULL, 0, 0, RT(input_reader_schema),
+     "Reader schema Avro inputs are resolved to (evolution rules in docs/schemas.md), per topic "
+     "as input.format: a name of schemas/, a file, JSON text, or none (read as written) "
+     "(default: the processor's input schema)"},
+    {"input.key.format", EDDY_PROP_LIST, "json", 0, 0, RT(input_key_format),
+     "Format of the input keys, as input.format (json: as they come); Avro keys are read as "
+     "written (a Debezium key is the primary key's record) and handed over as JSON"},
+    {"input.key.avro.schema", EDDY_PROP_LIST, NULL, 0, 0, RT(input_key_avro_schema),
+     "input.key.format=avro: the keys' writer schema, per topic as input.format"},
+    {"input.max.bytes", EDDY_PROP_INT, "0", 0, 1 << 30, RT(input_max_bytes),
+     "A value larger than this goes to the dead-letter topic (reason too_large), whatever its "
+     "format (0: no limit)"},
+    {"schema.registry.url", EDDY_PROP_STR, NULL, 0, 0, RT(sr_url),
+     "Confluent schema registry, http://host:port (for input.format or output.format "
+     "confluent)"},
+    {"schema.registry.user", EDDY_PROP_STR, NULL, 0, 0, RT(sr_user),
+     "Basic-auth user of the schema registry (none: no auth)"},
+    {"schema.registry.password", EDDY_PROP_STR, NULL, 0, 0, RT(sr_password),
+     "Basic-auth password of the schema registry", EDDY_PROP_SECRET},
+    {"schema.registry.request.timeout.ms", EDDY_PROP_INT, "5000", 10, 600000,
+     RT(sr_request_timeout_ms), "Timeout of one request to the schema registry"},
+    {"schema.registry.timeout.ms", EDDY_PROP_INT, "60000", 0, 3600000, RT(sr_timeout_ms),
+     "How long records wait for a schema id while the registry is unreachable before they go "
+     "to the dead-letter topic (registry_timeout); the consumer stops meanwhile: keep it below "
+     "kafka.max.poll.interval.ms"},
+    {"schema.registry.backoff.ms", EDDY_PROP_INT, "100", 1, 60000, RT(sr_backoff_ms),
+     "First wait between attempts while the registry is unreachable; doubles each attempt"},
+    {"schema.registry.backoff.max.ms", EDDY_PROP_INT, "5000", 1, 600000, RT(sr_backoff_max_ms),
+     "Longest wait between attempts"},
+    {"schema.registry.cache.max", EDDY_PROP_INT, "10000", 1, 10000000, RT(sr_cache_max),
+     "Schema ids kept in memory (the cache is emptied when full)"},
+    {"output.format", EDDY_PROP_STR, "json", 0, 0, RT(output_format),
+     "Format of the values of the processor's Kafka outputs: json, avro (Avro binary of "
+     "output.avro.schema) or confluent (registered under the subject <topic>-value)"},
+    {"output.avro.schema", EDDY_PROP_STR, NULL, 0, 0, RT(output_avro_schema),
+     "Schema of the Kafka outputs with output.format avro or confluent: a name of schemas/, a "
+     "file or JSON text (default: the processor's output schema)"},
     {"log.level", EDDY_PROP_STR, "info", 0, 0, RT(log_level),
      "debug, info, notice, warning or err"},
     {"log.format", EDDY_PROP_STR, "logfmt", 0, 0, RT(log_format),

@@ -38,6 +38,14 @@ typedef struct eddy_rtconf_s {
         int64_t warehouse_timeout_ms;
         char *search_url, *search_user, *search_password;
         int64_t search_timeout_ms, search_batch_bytes;
+        /* formats and schemas (docs/schemas.md) */
+        eddy_strlist_t input_format, input_avro_schema, input_reader_schema;
+        eddy_strlist_t input_key_format, input_key_avro_schema;
+        int64_t input_max_bytes;
+        char *sr_url, *sr_user, *sr_password;
+        int64_t sr_request_timeout_ms, sr_timeout_ms, sr_backoff_ms, sr_backoff_max_ms;
+        int64_t sr_cache_max;
+        char *output_format, *output_avro_schema;
         eddy_strlist_t kafka; /* "key=value" pairs for rd_kafka_conf_set, in order */
 } eddy_rtconf_t;
 

@@ -6,7 +6,9 @@
 #include <stdint.h>
 #include <syslog.h>
 
-#define EDDY_ABI_VERSION 1
+/* 2: input_schemas and output_schema at the end of eddy_processor_t (read only from a
+ * processor that says 2 or more, so one built for 1 keeps loading) */
+#define EDDY_ABI_VERSION 2
 
 /* One error enum for the whole project; 0 is OK. eddy_strerror() comes from the same list. */
 #define EDDY_ERRNO_MAP(XX)                                                                         \
@@ -234,12 +236,19 @@ typedef struct eddy_processor_s {
         void (*close)(void *self);
         /** Warehouse tables it writes, NULL-terminated (schemas/<name>.avsc); may be NULL. */
         const char *const *tables;
+        /* ---- abi_version 2 ---- */
         /** Non-zero for a join of co-partitioned topics: the job refuses to start (exit 2)
          *  unless every input topic has the same number of partitions. */
         int copartitioned;
         /** Runtime keys whose default this processor changes: "key", "value", ..., NULL
          *  (e.g. a larger memtable for short-lived state); the job file and -X still win. */
         const char *const *runtime_defaults;
+        /** Schemas (schemas/<name>.avsc) of its input records, parallel to input.topics (the
+         *  last one for the topics after it); NULL-terminated; may be NULL. Avro inputs are
+         *  resolved to them and handed to process() as JSON (docs/schemas.md). */
+        const char *const *input_schemas;
+        /** Schema of its eddy_out_kafka() values, for output.format avro or confluent. */
+        const char *output_schema;
 } eddy_processor_t;
 
 #endif

@@ -25,6 +25,7 @@
 #include "runtime.h"
 #include "testing.h"
 
+#include "codec.h"
 #include "config.h"
 #include "log.h"
 #include "mem.h"
@@ -184,6 +185,11 @@ struct eddy_ctx_s {
         eddy_wbuf_t spare; /* an entry buffer delivered, for the next batch (under mu) */
         eddy_counter_t *c_search_applied, *c_search_stale, *c_search_rejected;
         int64_t search_applied, search_retries;
+
+        eddy_codec_t *codec;    /* input decoding, output encoding (docs/schemas.md) */
+        eddy_codec_t *kcodec;   /* input.key.format other than json: key decoding */
+        eddy_rtconf_t krt;      /* kcodec's view of the configuration */
+        int64_t registry_waits; /* records held while the schema registry was unreachable */
 
         /* counters */
         int64_t events_in, events_dlq, events_out, batches, replay_total, replay_done;
@@ -606,6 +612,39 @@ static void src_header(eddy_ctx_t *ctx, int32_t partition, int64_t pos, int64_t 
         *p = '\0';
 }
 
+static int sleep_unless_stopped(int64_t ms);
+
+/* The value of an output in output.format. The registry may be unreachable when a topic's
+ * schema is registered (the first output to it): wait for it as for an input's schema id,
+ * then stop the job, which a restart resumes from its last commit. @returns 0 or -1. */
+static int encode_output(eddy_ctx_t *ctx, const char *topic, const void **val, size_t *vlen)
+{
+        char err[1024];
+        int64_t backoff = ctx->rt.sr_backoff_ms;
+        for (;;) {
+                int r =
+                    eddy__codec_encode(ctx->codec, topic, *val, *vlen, val, vlen, err, sizeof(err));
+                if (r == EDDY_CODEC_OK)
+                        return 0;
+                int64_t since = eddy__codec_failing_since(ctx->codec);
+                if (r == EDDY_CODEC_WAIT && eddy__codec_now_ms() - since < ctx->rt.sr_timeout_ms) {
+                        eddy__log(&ctx->lg, LOG_WARNING, "SCHEMA",
+                                  "waiting for the schema registry to register the schema of %s: "
+                                  "%s",
+                                  topic, err);
+                        if (sleep_unless_stopped(backoff) == 0) {
+                                backoff = backoff * 2 > ctx->rt.sr_backoff_max_ms
+                                              ? ctx->rt.sr_backoff_max_ms
+                                              : backoff * 2;
+                                continue;
+                        }
+                }
+                eddy__log(&ctx->lg, LOG_ERR, "SCHEMA", "output to %s: %s", topic, err);
+                ctx->fatal = 1;
+                return -1;
+        }
+}
+
 void eddy_out_kafka(eddy_ctx_t *ctx, int32_t partition, const char *topic, const void *key,
                     size_t klen, const void *val, size_t vlen)
 {
@@ -616,6 +655,8 @@ void eddy_out_kafka(eddy_ctx_t *ctx, int32_t partition, const char *topic, const
                 ctx->fatal = 1;
                 return;
         }
+        if (val && eddy__codec_encodes(ctx->codec) && encode_output(ctx, topic, &val, &vlen))
+                return;
         /* eddy.src continues the partition number's fence sequence (next_src) */
         int64_t pos, seq;
         next_src(ctx, partition, &pos, &seq);
@@ -1885,6 +1926,85 @@ void eddy_out_dead_letter(eddy_ctx_t *ctx, const eddy_msg_t *msg, const char *re
 
 /* ---------------------------------------------------------------- processing */
 
+/* Sleeps @p ms in short steps. @returns 0, or -1 as soon as the job is told to stop. */
+static int sleep_unless_stopped(int64_t ms)
+{
+        int64_t end = eddy__codec_now_ms() + ms;
+        while (!eddy_stop) {
+                int64_t left = end - eddy__codec_now_ms();
+                if (left <= 0)
+                        return 0;
+                struct timespec ts = {0, (left < 50 ? left : 50) * 1000000L};
+                nanosleep(&ts, NULL);
+        }
+        return -1;
+}
+
+/* Turns @p em's value into the JSON the processor parses (docs/schemas.md).
+ *
+ * While the schema registry is unreachable for a schema id not yet cached, the record is
+ * held: it is neither processed nor skipped, and since this runs on the consumer loop's
+ * thread, nothing after it is either. What was processed before it is committed and
+ * delivered first, so a stop or a crash while waiting resumes at this record. The wait ends
+ * when the id resolves, or schema.registry.timeout.ms after the registry started failing:
+ * then the record goes to the dead-letter topic (registry_timeout), and so does each record
+ * after it whose id does not resolve at its first attempt, until the registry answers again.
+ * @returns 0 (value replaced), 1 (undecodable: reason and detail set), -1 (stopping while
+ *          held: the record stays unprocessed) or -2 (the commit before waiting failed). */
+static int decode_input(eddy_ctx_t *ctx, eddy_codec_t *codec, eddy_msg_t *em, const void **val,
+                        size_t *vlen)
+{
+        int64_t backoff = ctx->rt.sr_backoff_ms, held = 0;
+        for (;;) {
+                const void *out;
+                size_t olen;
+                int r = eddy__codec_decode(codec, em->topic_index, *val, *vlen, &out, &olen,
+                                           ctx->reason, sizeof(ctx->reason), ctx->detail,
+                                           sizeof(ctx->detail));
+                if (r == EDDY_CODEC_OK) {
+                        *val = out;
+                        *vlen = olen;
+                        if (held)
+                                eddy__log_at(&ctx->lg, LOG_NOTICE, "SCHEMA", em->topic,
+                                             em->partition, em->offset,
+                                             "schema registry answers again after %" PRId64
+                                             " ms: resuming at %s/%" PRId32 "@%" PRId64,
+                                             eddy__codec_now_ms() - held, em->topic, em->partition,
+                                             em->offset);
+                        return 0;
+                }
+                if (r != EDDY_CODEC_WAIT)
+                        return 1;
+                int64_t now = eddy__codec_now_ms();
+                int64_t since = eddy__codec_failing_since(codec);
+                if (now - since >= ctx->rt.sr_timeout_ms) {
+                        char d[sizeof(ctx->detail)];
+                        snprintf(d, sizeof(d), "%s", ctx->detail);
+                        snprintf(ctx->reason, sizeof(ctx->reason), "registry_timeout");
+                        snprintf(ctx->detail, sizeof(ctx->detail),
+                                 "schema registry unreachable for %" PRId64
+                                 " ms (schema.registry.timeout.ms=%" PRId64 "): %.400s",
+                                 now - since, ctx->rt.sr_timeout_ms, d);
+                        return 1;
+                }
+                if (!held) {
+                        held = now;
+                        ctx->registry_waits++;
+                        eddy__log_at(&ctx->lg, LOG_WARNING, "SCHEMA", em->topic, em->partition,
+                                     em->offset,
+                                     "waiting for the schema registry, %s/%" PRId32 "@%" PRId64
+                                     " and what follows held: %s",
+                                     em->topic, em->partition, em->offset, ctx->detail);
+                        if (ctx->batch_events > 0 && commit_batch(ctx) != 0)
+                                return -2;
+                }
+                if (sleep_unless_stopped(backoff))
+                        return -1;
+                backoff = backoff * 2 > ctx->rt.sr_backoff_max_ms ? ctx->rt.sr_backoff_max_ms
+                                                                  : backoff * 2;
+        }
+}
+
 /* Processes one input record of an assigned partition. @returns 0, or -1 to stop the job. */
 static int process_one(eddy_ctx_t *ctx, eddy_msg_t *em)
 {
@@ -1904,14 +2024,38 @@ static int process_one(eddy_ctx_t *ctx, eddy_msg_t *em)
                 return 0;
         em->topic = t->name;
         em->topic_index = t->entry;
+        /* the processor gets JSON; the dead-letter topic the value as it came */
+        const void *raw = em->value, *raw_key = em->key;
+        size_t raw_len = em->value_len, raw_klen = em->key_len;
+        int undecodable = 0;
+        if (em->key && ctx->kcodec && eddy__codec_decodes(ctx->kcodec, em->topic_index)) {
+                undecodable =
+                    decode_input(ctx, ctx->kcodec, em, (const void **)&em->key, &em->key_len);
+                if (undecodable < 0)
+                        return undecodable == -1 ? 0 : -1; /* stopping: left unprocessed */
+                if (undecodable) {
+                        char d[sizeof(ctx->detail)];
+                        snprintf(d, sizeof(d), "%s", ctx->detail);
+                        snprintf(ctx->detail, sizeof(ctx->detail), "key: %.400s", d);
+                }
+        }
+        if (em->value && !undecodable) {
+                undecodable = decode_input(ctx, ctx->codec, em, &em->value, &em->value_len);
+                if (undecodable < 0)
+                        return undecodable == -1 ? 0 : -1; /* stopping: left unprocessed */
+        }
         if (ctx->batch_events == 0)
                 ctx->batch_t0_us = now_us();
         ctx->cur = em;
         /* first, so that outputs of this record carry its position (scope_pos) */
         pt->next = em->offset + 1;
         pt->touched = 1;
-        int rc = ctx->proc->process(ctx->self, ctx, em);
+        int rc = undecodable ? EDDY_ERR_BAD_RECORD : ctx->proc->process(ctx->self, ctx, em);
         ctx->cur = NULL;
+        em->value = raw;
+        em->value_len = raw_len;
+        em->key = raw_key;
+        em->key_len = raw_klen;
         if (rc == EDDY_ERR_BAD_RECORD)
                 dlq_add(ctx, em, ctx->reason, ctx->detail);
         else if (rc != 0 || ctx->fatal) {
@@ -2546,6 +2690,8 @@ static void ctx_free(eddy_ctx_t *ctx)
         eddy_wbuf_free(&ctx->spare);
         free(ctx->src_topics);
         free(ctx->done_seqs);
+        eddy__codec_destroy(ctx->codec);
+        eddy__codec_destroy(ctx->kcodec);
         eddy_conf_free(eddy_rt_props, &ctx->rt);
         if (ctx->pconf) {
                 eddy_conf_free(ctx->proc->props, ctx->pconf);
@@ -2666,6 +2812,32 @@ static int ctx_init(eddy_ctx_t *ctx, const eddy_job_args_t *a, int want_kafka, i
                 if (!strncmp(ctx->rt.kafka.v[i], "debug=", 6))
                         eddy__log_debug_enable(&ctx->lg, "kafka");
         eddy_conf_secrets(&ctx->rt, a->proc->props, ctx->pconf, add_secret, &ctx->lg);
+        if (!(ctx->codec = eddy__codec_new(&ctx->rt, a->proc, err, sizeof(err)))) {
+                eddy__redact_buf(&ctx->lg, err, sizeof(err));
+                fprintf(stderr, "eddy: %s\n", err);
+                return 2;
+        }
+        /* keys: input.key.format, read as written (a Debezium key is the primary key's record) */
+        int keys = 0;
+        for (size_t i = 0; i < ctx->rt.input_key_format.n; i++)
+                keys |= strcmp(ctx->rt.input_key_format.v[i], "json") != 0;
+        if (keys) {
+                static char *none[] = {"none"};
+                ctx->krt = ctx->rt;
+                ctx->krt.input_format = ctx->rt.input_key_format;
+                ctx->krt.input_avro_schema = ctx->rt.input_key_avro_schema;
+                ctx->krt.input_reader_schema = (eddy_strlist_t){none, 1};
+                ctx->krt.input_max_bytes = 0;
+                ctx->krt.output_format = NULL;
+                eddy_processor_t kp = *a->proc;
+                kp.input_schemas = NULL;
+                kp.output_schema = NULL;
+                if (!(ctx->kcodec = eddy__codec_new(&ctx->krt, &kp, err, sizeof(err)))) {
+                        eddy__redact_buf(&ctx->lg, err, sizeof(err));
+                        fprintf(stderr, "eddy: input.key.format: %s\n", err);
+                        return 2;
+                }
+        }
         ctx->metrics =
             eddy_metrics_new(ctx->rt.job_name, a->proc->name, ctx->rt.ready_max_lag, &ctx->lg);
         eddy_wbuf_t src = {NULL, 0, 0};
@@ -3026,19 +3198,20 @@ int eddy_runtime_run(const eddy_job_args_t *a)
                 eddy_redis_stats(ctx.redis, &rs);
         eddy_state_stats_t ss;
         eddy_state_stats(ctx.st, &ss);
-        eddy__log(
-            &ctx.lg, LOG_NOTICE, "RUN",
-            "stopped: events=%" PRId64 " dead_lettered=%" PRId64 " batches=%" PRId64
-            " state_write_ms=%" PRId64 " deliver_ms=%" PRId64 " backpressure_ms=%" PRId64
-            " poll_ms=%" PRId64 " redis_chunks_applied=%" PRId64 " redis_chunks_fenced=%" PRId64
-            " redis_retries=%" PRId64 " cache_hits=%" PRId64 " cache_misses=%" PRId64
-            " cache_evictions=%" PRId64 " kafka_outputs=%" PRId64 " warehouse_rows=%" PRId64
-            " warehouse_rows_delivered=%" PRId64 " warehouse_retries=%" PRId64
-            " search_applied=%" PRId64 " search_retries=%" PRId64 "%s",
-            ctx.events_in, ctx.events_dlq, ctx.batches, ctx.write_ms, ctx.deliver_ms, ctx.wait_ms,
-            ctx.poll_ms, rs.chunks_applied, rs.chunks_fenced, rs.retries, ss.cache_hits,
-            ss.cache_misses, ss.evictions, ctx.events_out, ctx.rows_out, ctx.rows_delivered,
-            ctx.wh_retries, ctx.search_applied, ctx.search_retries, failed ? " (on an error)" : "");
+        eddy__log(&ctx.lg, LOG_NOTICE, "RUN",
+                  "stopped: events=%" PRId64 " dead_lettered=%" PRId64 " batches=%" PRId64
+                  " state_write_ms=%" PRId64 " deliver_ms=%" PRId64 " backpressure_ms=%" PRId64
+                  " poll_ms=%" PRId64 " redis_chunks_applied=%" PRId64
+                  " redis_chunks_fenced=%" PRId64 " redis_retries=%" PRId64 " cache_hits=%" PRId64
+                  " cache_misses=%" PRId64 " cache_evictions=%" PRId64 " kafka_outputs=%" PRId64
+                  " warehouse_rows=%" PRId64 " warehouse_rows_delivered=%" PRId64
+                  " warehouse_retries=%" PRId64 " search_applied=%" PRId64
+                  " search_retries=%" PRId64 " registry_waits=%" PRId64 "%s",
+                  ctx.events_in, ctx.events_dlq, ctx.batches, ctx.write_ms, ctx.deliver_ms,
+                  ctx.wait_ms, ctx.poll_ms, rs.chunks_applied, rs.chunks_fenced, rs.retries,
+                  ss.cache_hits, ss.cache_misses, ss.evictions, ctx.events_out, ctx.rows_out,
+                  ctx.rows_delivered, ctx.wh_retries, ctx.search_applied, ctx.search_retries,
+                  ctx.registry_waits, failed ? " (on an error)" : "");
         rc = failed || ctx.fatal ? 1 : 0;
 out:
         ctx_free(&ctx);
