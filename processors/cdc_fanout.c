@@ -802,8 +802,7 @@ static int trunc_visit(void *opaque, const void *k, size_t kl, const void *v, si
         if (eddy__cdc_pos_cmp(&old, t->at) >= 0)
                 return 0; /* changed after the truncate */
         buf_put(&t->keys, (const char *)k + t->plen, kl - t->plen);
-        buf_put(&t->keys, "", 1);
-        t->keys.p[t->keys.len - 1] = '\0';
+        buf_put(&t->keys, "", 1); /* pk texts hold no NUL (pk_text refuses them) */
         t->n++;
         return 0;
 }
@@ -835,17 +834,17 @@ static int truncate_table(cdc_t *c, eddy_ctx_t *ctx, const eddy_msg_t *msg, cons
         /* the table's live rows in this partition: 'k' table '\0' */
         tk[0] = 'k';
         tk[1 + tl] = '\0';
-        trunc_scan_t ts_ = {{NULL, 0, 0}, 0, 2 + tl, pos};
-        if (eddy_state_scan(ctx, p, tk, 2 + tl, trunc_visit, &ts_) < 0) {
+        trunc_scan_t scan = {{NULL, 0, 0}, 0, 2 + tl, pos};
+        if (eddy_state_scan(ctx, p, tk, 2 + tl, trunc_visit, &scan) < 0) {
                 free(tk);
-                free(ts_.keys.p);
+                free(scan.keys.p);
                 return EDDY_ERR_STATE;
         }
         const route_t *rt = route_find(c, table);
         int64_t version = eddy__cdc_pos_version(pos);
         buf_t sk = {NULL, 0, 0};
-        for (size_t off = 0, i = 0; i < ts_.n; i++) {
-                const char *pk = ts_.keys.p + off;
+        for (size_t off = 0, i = 0; i < scan.n; i++) {
+                const char *pk = scan.keys.p + off;
                 size_t pklen = strlen(pk);
                 off += pklen + 1;
                 sk.len = 0;
@@ -863,8 +862,8 @@ static int truncate_table(cdc_t *c, eddy_ctx_t *ctx, const eddy_msg_t *msg, cons
         eddy_log(ctx, LOG_NOTICE, "CDC",
                  "truncate of %s at %s (%s/%" PRId32 "@%" PRId64 "): %zu rows of partition %" PRId32
                  " deleted from the sinks",
-                 table, postext, msg->topic, msg->partition, msg->offset, ts_.n, p);
-        free(ts_.keys.p);
+                 table, postext, msg->topic, msg->partition, msg->offset, scan.n, p);
+        free(scan.keys.p);
         free(tk);
         return 0;
 }
