@@ -243,6 +243,18 @@ def log_time(line):
     return dt.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
+def common_args(ap, out_name):
+    """The options every processor benchmark takes, after its own (bench/*.py)."""
+    ap.add_argument("--partitions", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--no-build", action="store_true", help="do not run make first")
+    ap.add_argument("--eddy", help="the eddy binary to measure (default: build/eddy, made first)")
+    ap.add_argument("-X", action="append", default=[], metavar="KEY=VALUE",
+                    help="a job key for eddy, as eddy's own -X")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, state)")
+    ap.add_argument("--out", default=os.path.join(HERE, "out", out_name))
+
+
 def build(args):
     eddy = os.path.abspath(args.eddy) if args.eddy else os.path.join(ROOT, "build", "eddy")
     if not args.no_build and not args.eddy:
