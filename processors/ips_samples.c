@@ -1130,6 +1130,27 @@ static int present(const eddy_json_val_t *v)
         return v->type != EDDY_JSON_MISSING && v->type != EDDY_JSON_NULL;
 }
 
+/* A record of topic @p which (0 impressions, 1 engagements) at @p ts against that topic's clock
+ * in the partition: late (a dead letter), or admitted, the clock moved up to it. */
+static int clock_admit(ip_t *ip, eddy_ctx_t *ctx, ipart_t *pp, int which, int64_t ts)
+{
+        static const char *const what[2][2] = {{"impression", "impressions'"},
+                                               {"engagement", "engagements'"}};
+        int64_t lateness = ip->conf->lateness_ms;
+        if (pp->clock[which] != NO_CLOCK && ts < pp->clock[which] - lateness) {
+                eddy_counter_add(ip->c_late, 1);
+                return eddy_reject(ctx, "late",
+                                   "%s ts %" PRId64 " is more than allowed.lateness.ms=%" PRId64
+                                   " behind the %s clock %" PRId64,
+                                   what[which][0], ts, lateness, what[which][1], pp->clock[which]);
+        }
+        if (pp->clock[which] == NO_CLOCK || ts > pp->clock[which]) {
+                pp->clock[which] = ts;
+                pp->dirty = 1;
+        }
+        return 0;
+}
+
 static int on_impression(ip_t *ip, eddy_ctx_t *ctx, const eddy_msg_t *msg, const eddy_json_val_t *f,
                          const char *key, size_t klen, const char *user, size_t ul, int64_t ts)
 {
@@ -1154,18 +1175,9 @@ static int on_impression(ip_t *ip, eddy_ctx_t *ctx, const eddy_msg_t *msg, const
         }
         int32_t p = msg->partition;
         ipart_t *pp = part_of(ip, p);
-        if (pp->clock[0] != NO_CLOCK && ts < pp->clock[0] - c->lateness_ms) {
-                eddy_counter_add(ip->c_late, 1);
-                return eddy_reject(ctx, "late",
-                                   "impression ts %" PRId64
-                                   " is more than allowed.lateness.ms=%" PRId64
-                                   " behind the impressions' clock %" PRId64,
-                                   ts, c->lateness_ms, pp->clock[0]);
-        }
-        if (pp->clock[0] == NO_CLOCK || ts > pp->clock[0]) {
-                pp->clock[0] = ts;
-                pp->dirty = 1;
-        }
+        int rc = clock_admit(ip, ctx, pp, 0, ts);
+        if (rc)
+                return rc;
         const void *v;
         size_t vl;
         islot_t sl;
@@ -1267,18 +1279,9 @@ static int on_engagement(ip_t *ip, eddy_ctx_t *ctx, const eddy_msg_t *msg, const
         }
         int32_t p = msg->partition;
         ipart_t *pp = part_of(ip, p);
-        if (pp->clock[1] != NO_CLOCK && ts < pp->clock[1] - c->lateness_ms) {
-                eddy_counter_add(ip->c_late, 1);
-                return eddy_reject(ctx, "late",
-                                   "engagement ts %" PRId64
-                                   " is more than allowed.lateness.ms=%" PRId64
-                                   " behind the engagements' clock %" PRId64,
-                                   ts, c->lateness_ms, pp->clock[1]);
-        }
-        if (pp->clock[1] == NO_CLOCK || ts > pp->clock[1]) {
-                pp->clock[1] = ts;
-                pp->dirty = 1;
-        }
+        int rc = clock_admit(ip, ctx, pp, 1, ts);
+        if (rc)
+                return rc;
         const void *v;
         size_t vl;
         islot_t sl;
