@@ -97,10 +97,7 @@ def main():
             raise SystemExit("bench: the dev broker holds %d of %d records" % (kept, n))
         del imps, engs
 
-        lc.log("(a) bare consumer")
-        a = lc.Timed([bare, broker.bootstrap, IMP + "," + ENG], tmp, "bare").wait(600)
-        a_out = json.loads(a.proc.out())
-        assert a_out["events"] == n, a_out
+        a = lc.bare_run(bare, broker.bootstrap, IMP + "," + ENG, tmp, n)
 
         job = os.path.join(tmp, "ips.json")
         lake = os.path.join(tmp, "lake")
@@ -139,9 +136,7 @@ def main():
         print("b/a = %.3f; samples written: %s in %d files; dead letters: %d (target: 300k "
               "events/s per core)" % (res["ratio_b_a"], res["samples"], len(files),
                                        res["dead_letters"]))
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(res, f, indent=2)
+        lc.save(args.out, res)
         ok = True
     finally:
         if ok and not args.keep:

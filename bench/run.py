@@ -255,6 +255,22 @@ def common_args(ap, out_name):
     ap.add_argument("--out", default=os.path.join(HERE, "out", out_name))
 
 
+def bare_run(bare, bootstrap, topics, tmp, n):
+    """(a): the bare consumer reads topics ("a,b") to their end; checks it saw n events."""
+    log("(a) bare consumer")
+    a = Timed([bare, bootstrap, topics], tmp, "bare").wait(600)
+    out = json.loads(a.proc.out())
+    assert out["events"] == n, out
+    return a
+
+
+def save(path, res):
+    """Writes a benchmark's results as JSON (bench/out/...)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(res, f, indent=2)
+
+
 def build(args):
     eddy = os.path.abspath(args.eddy) if args.eddy else os.path.join(ROOT, "build", "eddy")
     if not args.no_build and not args.eddy:
@@ -866,9 +882,7 @@ def main():
             res["latency"] = latency(args, eddy, broker, rds, tmp)
         if args.memory or args.only == "memory":
             res["memory"] = memory(args, eddy, broker, rds, tmp)
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(res, f, indent=2)
+        save(args.out, res)
         log("wrote %s", args.out)
         ok = True
     finally:

@@ -161,9 +161,7 @@ def main():
               % (res["ratio_lake_vs_avro"], res["eddy_lake_sink_rows_per_s"]))
         print("clickhouse: eddy / clickhouse-client = %.2f; sink share alone %s rows/s"
               % (res["ratio_ch_vs_client"], res["eddy_ch_sink_rows_per_s"]))
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(res, f, indent=2)
+        lc.save(args.out, res)
         lc.log("wrote %s", args.out)
         ok = True
     finally:

@@ -90,10 +90,7 @@ def main():
             raise SystemExit("bench: the dev broker did not keep all %d events (%s); use more "
                              "--partitions" % (n, wm))
 
-        lc.log("(a) bare consumer")
-        a = lc.Timed([bare, broker.bootstrap, TOPIC], tmp, "bare").wait(600)
-        a_out = json.loads(a.proc.out())
-        assert a_out["events"] == n, a_out
+        a = lc.bare_run(bare, broker.bootstrap, TOPIC, tmp, n)
 
         job = os.path.join(tmp, "wf.json")
         with open(job, "w") as f:
@@ -128,9 +125,7 @@ def main():
               % (res["ratio_b_a"], entities, args.users, res["b_eddy"]["peak_rss_mib"]))
         if entities != args.users:
             raise SystemExit("bench: %d entities in Redis, expected %d" % (entities, args.users))
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(res, f, indent=2)
+        lc.save(args.out, res)
         ok = True
     finally:
         if ok and not args.keep:

@@ -7,6 +7,7 @@
 #include "search.h"
 
 #include "http.h"
+#include "json.h"
 #include "warehouse.h"
 
 #include <curl/curl.h>
@@ -62,29 +63,12 @@ void eddy_search_destroy(eddy_search_t *s)
         free(s);
 }
 
-/* A JSON string of @p n bytes (valid UTF-8 is the caller's business), quotes included. */
+/* @p p as a JSON string literal (eddy_json_quote). */
 static void json_str(eddy_wbuf_t *b, const void *p, size_t n)
 {
-        static const char hex[] = "0123456789abcdef";
-        const unsigned char *s = p;
-        eddy_wbuf_put(b, "\"", 1);
-        size_t run = 0;
-        for (size_t i = 0; i < n; i++) {
-                unsigned char c = s[i];
-                if (c >= 0x20 && c != '"' && c != '\\')
-                        continue;
-                eddy_wbuf_put(b, s + run, i - run);
-                run = i + 1;
-                char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-                if (c == '"' || c == '\\') {
-                        e[1] = (char)c;
-                        eddy_wbuf_put(b, e, 2);
-                } else {
-                        eddy_wbuf_put(b, e, 6);
-                }
-        }
-        eddy_wbuf_put(b, s + run, n - run);
-        eddy_wbuf_put(b, "\"", 1);
+        size_t at = b->len;
+        eddy_wbuf_put(b, NULL, EDDY_JSON_QUOTED_MAX(n));
+        b->len = at + eddy_json_quote((char *)b->p + at, p, n);
 }
 
 void eddy_search_action(eddy_wbuf_t *out, const char *index, const void *id, size_t idlen,

@@ -117,28 +117,12 @@ static void buf_str(buf_t *b, const char *s)
         buf_put(b, s, strlen(s));
 }
 
-/* @p s as a JSON string, quotes included (s is valid UTF-8: it came from valid JSON). */
+/* @p s as a JSON string literal (eddy_json_quote). */
 static void buf_json_str(buf_t *b, const char *s, size_t n)
 {
-        static const char hex[] = "0123456789abcdef";
-        buf_put(b, "\"", 1);
-        size_t run = 0;
-        for (size_t i = 0; i < n; i++) {
-                unsigned char c = (unsigned char)s[i];
-                if (c >= 0x20 && c != '"' && c != '\\')
-                        continue;
-                buf_put(b, s + run, i - run);
-                run = i + 1;
-                if (c == '"' || c == '\\') {
-                        char e[2] = {'\\', (char)c};
-                        buf_put(b, e, 2);
-                } else {
-                        char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-                        buf_put(b, e, 6);
-                }
-        }
-        buf_put(b, s + run, n - run);
-        buf_put(b, "\"", 1);
+        size_t at = b->len;
+        buf_put(b, NULL, EDDY_JSON_QUOTED_MAX(n));
+        b->len = at + eddy_json_quote(b->p + at, s, n);
 }
 
 /* ---- source positions ---- */

@@ -808,19 +808,12 @@ static void out_fmt(ip_t *ip, const char *fmt, ...)
 
 static void out_json_str(ip_t *ip, const char *s, size_t n)
 {
-        out_put(ip, "\"", 1);
-        for (size_t i = 0; i < n; i++) {
-                unsigned char c = (unsigned char)s[i];
-                if (c == '"' || c == '\\') {
-                        char e[2] = {'\\', (char)c};
-                        out_put(ip, e, 2);
-                } else if (c < 0x20) {
-                        out_fmt(ip, "\\u%04x", c);
-                } else {
-                        out_put(ip, &s[i], 1);
-                }
+        size_t max = EDDY_JSON_QUOTED_MAX(n);
+        if (ip->blen + max > ip->bcap) {
+                ip->bcap = (ip->blen + max) * 2 + 256;
+                ip->buf = eddy__xrealloc(ip->buf, ip->bcap);
         }
-        out_put(ip, "\"", 1);
+        ip->blen += eddy_json_quote(ip->buf + ip->blen, s, n);
 }
 
 /* ---------------------------------------------------------------- propensity */

@@ -256,24 +256,15 @@ static void out_str(wf_t *wf, const char *s)
         out_put(wf, s, strlen(s));
 }
 
-/* A JSON string literal of bytes @p s (ids are UTF-8 from JSON, but escape controls). */
+/* A JSON string literal of bytes @p s (eddy_json_quote). */
 static void out_json_str(wf_t *wf, const char *s, size_t n)
 {
-        out_put(wf, "\"", 1);
-        for (size_t i = 0; i < n; i++) {
-                unsigned char c = (unsigned char)s[i];
-                if (c == '"' || c == '\\') {
-                        char e[2] = {'\\', (char)c};
-                        out_put(wf, e, 2);
-                } else if (c < 0x20) {
-                        char e[8];
-                        snprintf(e, sizeof(e), "\\u%04x", c);
-                        out_put(wf, e, 6);
-                } else {
-                        out_put(wf, &s[i], 1);
-                }
+        size_t max = EDDY_JSON_QUOTED_MAX(n);
+        if (wf->blen + max > wf->bcap) { /* features_json() reserves first: s may be in buf */
+                wf->bcap = (wf->blen + max) * 2 + 64;
+                wf->buf = eddy__xrealloc(wf->buf, wf->bcap);
         }
-        out_put(wf, "\"", 1);
+        wf->blen += eddy_json_quote(wf->buf + wf->blen, s, n);
 }
 
 /* ---------------------------------------------------------------- configuration */

@@ -1001,29 +1001,25 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 
 /* Produces the Kafka records of an entry (format @p version) and waits for every delivery;
  * retries the whole list until it is delivered or the job stops. */
-/* Counts the delivered records of an entry's Kafka section [start, end) by topic, one
- * metrics update per run of records to the same topic. */
-static void count_out(eddy_ctx_t *ctx, const unsigned char *start, const unsigned char *end,
-                      int version, uint32_t nrec)
+/* Records of an entry per run of one topic, counted while they are produced and added to
+ * the metrics once all are delivered. */
+typedef struct outrun_s {
+        char topic[512];
+        int64_t n;
+} outrun_t;
+
+static void outrun_add(outrun_t **runs, size_t *n, size_t *cap, const char *topic)
 {
-        rd_t r = {start, end, 0};
-        char tname[512] = "";
-        int64_t run = 0;
-        for (uint32_t i = 0; i < nrec && !r.bad; i++) {
-                krec_t k;
-                krec_read(&r, version, &k);
-                if (r.bad)
-                        break;
-                if (run && (strlen(tname) != k.tlen || memcmp(tname, k.topic, k.tlen))) {
-                        eddy_metrics_label_add(ctx->metrics, EDDY_ML_EVENTS_OUT, tname, run);
-                        run = 0;
-                }
-                if (!run)
-                        snprintf(tname, sizeof(tname), "%.*s", (int)k.tlen, k.topic);
-                run++;
+        if (*n && !strcmp((*runs)[*n - 1].topic, topic)) {
+                (*runs)[*n - 1].n++;
+                return;
         }
-        if (run)
-                eddy_metrics_label_add(ctx->metrics, EDDY_ML_EVENTS_OUT, tname, run);
+        if (*n == *cap) {
+                *cap = *cap ? *cap * 2 : 8;
+                *runs = eddy__xrealloc(*runs, *cap * sizeof(**runs));
+        }
+        snprintf((*runs)[*n].topic, sizeof((*runs)[*n].topic), "%s", topic);
+        (*runs)[(*n)++].n = 1;
 }
 
 static int deliver_kafka(eddy_ctx_t *ctx, rd_t *r, int version, uint32_t nrec)
@@ -1032,7 +1028,10 @@ static int deliver_kafka(eddy_ctx_t *ctx, rd_t *r, int version, uint32_t nrec)
         static const char *const what[2] = {"output records", "dead letters"};
         int attempt = 0;
         const unsigned char *start = r->p;
+        outrun_t *runs = NULL;
+        size_t nruns = 0, runs_cap = 0;
         for (;;) {
+                nruns = 0;
                 /* in ctx, not on the stack: a report may come after a stop, in ctx_free() */
                 kfail_t *fail = ctx->kfail;
                 memset(fail, 0, sizeof(ctx->kfail));
@@ -1052,6 +1051,7 @@ static int deliver_kafka(eddy_ctx_t *ctx, rd_t *r, int version, uint32_t nrec)
                         }
                         char tname[512];
                         snprintf(tname, sizeof(tname), "%.*s", (int)k.tlen, k.topic);
+                        outrun_add(&runs, &nruns, &runs_cap, tname);
                         int haskey = k.flags & KREC_KEY, hasval = k.flags & KREC_VALUE;
                         rd_kafka_resp_err_t err;
                         for (;;) {
@@ -1079,11 +1079,16 @@ static int deliver_kafka(eddy_ctx_t *ctx, rd_t *r, int version, uint32_t nrec)
                                 }
                         }
                 }
-                if (r->bad)
+                if (r->bad) {
+                        free(runs);
                         return -1;
+                }
                 rd_kafka_resp_err_t ferr = rd_kafka_flush(ctx->prod, (int)ctx->rt.kafka_timeout_ms);
                 if (ferr == RD_KAFKA_RESP_ERR_NO_ERROR && !fail[0].n && !fail[1].n) {
-                        count_out(ctx, start, r->p, version, nrec);
+                        for (size_t i = 0; i < nruns; i++)
+                                eddy_metrics_label_add(ctx->metrics, EDDY_ML_EVENTS_OUT,
+                                                       runs[i].topic, runs[i].n);
+                        free(runs);
                         return 0;
                 }
                 eddy_metrics_label_add(ctx->metrics, EDDY_ML_SINK_ERRORS, "kafka",
@@ -1091,8 +1096,10 @@ static int deliver_kafka(eddy_ctx_t *ctx, rd_t *r, int version, uint32_t nrec)
                 /* Retry the whole entry: consumers de-duplicate by the eddy.src header. */
                 while (rd_kafka_outq_len(ctx->prod) > 0 && !eddy_stop)
                         rd_kafka_flush(ctx->prod, 1000);
-                if (eddy_stop)
+                if (eddy_stop) {
+                        free(runs);
                         return EDDY_ERR_STOPPED;
+                }
                 int ms = 200 << (attempt < 5 ? attempt : 5);
                 for (int d = 0; d < 2; d++)
                         if (fail[d].n)
@@ -3366,7 +3373,7 @@ int eddy__test_feed(eddy_ctx_t *ctx, const char *topic, int32_t partition, int64
                 pt->assigned = 1;
                 pt->next = eddy__test_next_offset(ctx, topic, partition);
         }
-        eddy_msg_t em = {.topic = topic,
+        eddy_msg_t em = {.topic = t->name, /* one pointer per topic, as librdkafka's */
                          .partition = partition,
                          .offset = offset,
                          .timestamp = -1,
@@ -3374,7 +3381,6 @@ int eddy__test_feed(eddy_ctx_t *ctx, const char *topic, int32_t partition, int64
                          .key_len = klen,
                          .value = value,
                          .value_len = vlen};
-        ctx->last_tname = NULL; /* a caller's name buffer may hold another topic next time */
         return process_one(ctx, &em);
 }
 

@@ -622,6 +622,37 @@ int eddy_json_members(const char *buf, size_t len, eddy_json_member_cb *cb, void
         return object_walk(buf, len, NULL, 0, NULL, cb, opaque, errstr, errstr_size);
 }
 
+size_t eddy_json_quote(char *dst, const void *s, size_t n)
+{
+        static const char hex[] = "0123456789abcdef";
+        const unsigned char *p = s;
+        char *d = dst;
+        *d++ = '"';
+        size_t run = 0;
+        for (size_t i = 0; i < n; i++) {
+                unsigned char c = p[i];
+                if (c >= 0x20 && c != '"' && c != '\\')
+                        continue;
+                memcpy(d, p + run, i - run);
+                d += i - run;
+                run = i + 1;
+                *d++ = '\\';
+                if (c == '"' || c == '\\') {
+                        *d++ = (char)c;
+                } else {
+                        *d++ = 'u';
+                        *d++ = '0';
+                        *d++ = '0';
+                        *d++ = hex[c >> 4];
+                        *d++ = hex[c & 15];
+                }
+        }
+        memcpy(d, p + run, n - run);
+        d += n - run;
+        *d++ = '"';
+        return (size_t)(d - dst);
+}
+
 ssize_t eddy_json_unescape(const eddy_json_val_t *v, char *dst, size_t dstsize)
 {
         const unsigned char *q, *e, *run;

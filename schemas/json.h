@@ -60,6 +60,17 @@ typedef void(eddy_json_member_cb)(void *opaque, const eddy_json_val_t *name,
 int eddy_json_members(const char *buf, size_t len, eddy_json_member_cb *cb, void *opaque,
                       char *errstr, size_t errstr_size);
 
+/** The most bytes eddy_json_quote() writes for @p n bytes. */
+#define EDDY_JSON_QUOTED_MAX(n) (6 * (n) + 2)
+
+/**
+ * @brief @p s as a JSON string literal, the quotes included, at @p dst (room for
+ *        EDDY_JSON_QUOTED_MAX(n) bytes): '"' and '\\' escaped, control characters as
+ *        \\u00XX, every other byte as it is (the text is UTF-8 from a JSON or Avro input).
+ * @returns the number of bytes written.
+ */
+size_t eddy_json_quote(char *dst, const void *s, size_t n);
+
 /**
  * @brief Copy a STRING value into dst, decoding its escapes, and NUL-terminate it.
  * @returns the length (excluding the terminating NUL; \\u0000 yields embedded NUL bytes), or

@@ -1174,6 +1174,44 @@ static void test_differential_jansson(void **state)
         free(mut.b);
 }
 
+/* eddy_json_quote: every byte string of a few hundred random ones, with quotes, backslashes,
+ * controls and UTF-8, comes back from jansson as itself, within EDDY_JSON_QUOTED_MAX. */
+static void test_quote(void **state)
+{
+        char out[EDDY_JSON_QUOTED_MAX(64)];
+        size_t n = eddy_json_quote(out, "a\"b\\c\n\x01\xc3\xa9", 9);
+        assert_int_equal(n, strlen("\"a\\\"b\\\\c\\u000a\\u0001\xc3\xa9\""));
+        assert_memory_equal(out, "\"a\\\"b\\\\c\\u000a\\u0001\xc3\xa9\"", n);
+        assert_int_equal(eddy_json_quote(out, "", 0), 2);
+        static const char alphabet[] = "ab\"\\\n\t\x01\x1f \xc3\xa9/";
+        unsigned seed = 7;
+        for (int round = 0; round < 500; round++) {
+                char in[64];
+                size_t len = (size_t)(round % 64);
+                for (size_t i = 0; i < len; i++) {
+                        seed = seed * 1103515245u + 12345u;
+                        in[i] = alphabet[(seed >> 16) % (sizeof(alphabet) - 1)];
+                }
+                /* keep UTF-8 whole: a lone 0xc3 or 0xa9 becomes 'x' */
+                for (size_t i = 0; i < len; i++)
+                        if ((unsigned char)in[i] == 0xc3 &&
+                            (i + 1 == len || (unsigned char)in[i + 1] != 0xa9))
+                                in[i] = 'x';
+                        else if ((unsigned char)in[i] == 0xc3)
+                                i++;
+                        else if ((unsigned char)in[i] == 0xa9)
+                                in[i] = 'x';
+                n = eddy_json_quote(out, in, len);
+                assert_true(n <= EDDY_JSON_QUOTED_MAX(len));
+                json_error_t je;
+                json_t *j = json_loadb(out, n, JSON_DECODE_ANY, &je);
+                assert_non_null(j);
+                assert_int_equal(json_string_length(j), len);
+                assert_memory_equal(json_string_value(j), in, len);
+                json_decref(j);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -1192,6 +1230,7 @@ int main(void)
             cmocka_unit_test(test_truncation),
             cmocka_unit_test(test_helpers_reject_bad_values),
             cmocka_unit_test(test_differential_jansson),
+            cmocka_unit_test(test_quote),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
