@@ -22,10 +22,11 @@ COPY schemas schemas
 RUN make -j"$(nproc)" build/eddy && strip build/eddy && build/eddy list
 
 FROM debian:bookworm-slim AS runtime
-# the run-time packages of the libraries in the Makefile's LIBS
+# the run-time packages of the libraries in the Makefile's LIBS (RocksDB is linked in
+# statically: what it needs is libgflags, libsnappy, libbz2, liblz4, libzstd, libstdc++)
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        librdkafka1 librocksdb7.8 libjansson4 libhiredis0.14 libcurl4 libavro23 zlib1g \
+        librdkafka1 libgflags2.2 libsnappy1v5 libbz2-1.0 liblz4-1 libzstd1 libstdc++6 libjansson4 libhiredis0.14 libcurl4 libavro23 zlib1g \
         libmicrohttpd12 \
         ca-certificates \
     && rm -rf /var/lib/apt/lists/*
