@@ -7,7 +7,8 @@ FROM debian:bookworm AS build
 # exactly the Makefile's DEB_PKGS (`make print-deb-pkgs`)
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        build-essential pkg-config librdkafka-dev librocksdb-dev libjansson-dev libhiredis-dev \
+        build-essential pkg-config librdkafka-dev librocksdb-dev libgflags-dev libsnappy-dev \
+        libbz2-dev liblz4-dev libzstd-dev libjansson-dev libhiredis-dev \
         libcurl4-openssl-dev libavro-dev zlib1g-dev libmicrohttpd-dev libcmocka-dev redis-server \
         kcat python3 python3-confluent-kafka python3-redis python3-yaml python3-avro avro-bin \
         clickhouse-server clickhouse-client clang libclang-rt-14-dev \

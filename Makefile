@@ -37,7 +37,8 @@ UNIT_SRC = $(wildcard tests/unit/*.c)
 UNIT_BIN = $(UNIT_SRC:%.c=$(BUILD)/%)
 
 # Debian packages the build, the tests and the demo need.
-DEB_PKGS = build-essential pkg-config librdkafka-dev librocksdb-dev libjansson-dev libhiredis-dev \
+DEB_PKGS = build-essential pkg-config librdkafka-dev librocksdb-dev libgflags-dev libsnappy-dev \
+           libbz2-dev liblz4-dev libzstd-dev libjansson-dev libhiredis-dev \
            libcurl4-openssl-dev libavro-dev zlib1g-dev libmicrohttpd-dev libcmocka-dev redis-server \
            kcat python3 python3-confluent-kafka python3-redis python3-yaml python3-avro avro-bin \
            clickhouse-server clickhouse-client clang libclang-rt-14-dev

@@ -1007,12 +1007,6 @@ static int cdc_process(void *self, eddy_ctx_t *ctx, const eddy_msg_t *msg)
         return 0;
 }
 
-/* A change's outputs (its after-image to Redis, the search index and a topic) make outbox
- * entries several times the input's size, written and deleted a batch later: a 64 MiB
- * memtable lets most of them go before a flush (make bench-cdc, 500k changes: 4.2 to 4.6 s
- * of CPU with 8 MiB, 3.9 to 4.1 s with 64 MiB). */
-static const char *const cdc_runtime_defaults[] = {"state.write.buffer.mb", "64", NULL};
-
 const eddy_processor_t eddy_cdc_fanout = {
     .abi_version = EDDY_ABI_VERSION,
     .name = "cdc-fanout",
@@ -1025,5 +1019,4 @@ const eddy_processor_t eddy_cdc_fanout = {
     .process = cdc_process,
     .close = cdc_close,
     .tables = cdc_tables,
-    .runtime_defaults = cdc_runtime_defaults,
 };

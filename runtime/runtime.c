@@ -1546,16 +1546,11 @@ static int redeliver_one(void *opaque, uint64_t seq, const void *e, size_t len)
         return 0;
 }
 
-static int count_one(void *opaque, uint64_t seq, const void *e, size_t len)
-{
-        return 0;
-}
-
 /* Delivers every committed outbox entry, in order, and commits their removal. */
 static int redeliver_all(eddy_ctx_t *ctx)
 {
         struct redeliver rd = {ctx, {NULL, 0}, 0, 0};
-        int pending = eddy_state_outbox_scan(ctx->st, count_one, NULL);
+        int pending = eddy_state_outbox_scan(ctx->st, NULL, NULL);
         eddy_metrics_set(ctx->metrics, EDDY_M_OUTBOX_DEPTH, pending > 0 ? pending : 0);
         if (eddy_state_outbox_scan(ctx->st, redeliver_one, &rd) < 0)
                 rd.rc = -1;

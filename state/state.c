@@ -15,12 +15,17 @@
 #include "state.h"
 #include "mem.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <fcntl.h>
 #include <rocksdb/c.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #define ENT_PRESENT 0x1
 #define ENT_DIRTY   0x2
@@ -39,6 +44,26 @@ typedef struct slot_s {
         uint64_t hash;
         ent_t *e;
 } slot_t;
+
+/* An outbox entry on its way to its segment file, and a segment's live entry count. */
+typedef struct obx_put_s {
+        uint64_t seq, seg, off;
+        const void *p;
+        size_t len;
+} obx_put_t;
+
+typedef struct seg_s {
+        uint64_t first;
+        int64_t live;
+} seg_t;
+
+struct eddy_state_txn_s {
+        rocksdb_writebatch_t *wb;
+        obx_put_t *puts;
+        size_t nputs;
+        uint64_t *dones;
+        size_t ndones;
+};
 
 /* What the cache knows of a partition's keys in RocksDB. */
 #define PART_UNKNOWN    0
@@ -65,6 +90,23 @@ struct eddy_state_s {
         size_t ndirty, dirty_cap;
         uint64_t outbox_next;
 
+        /* Outbox entries live in segment files (see "the outbox" below). The owner's thread
+         * lays entries out (obx_seg, obx_off: where the next one goes) and queues them with
+         * the commit; the thread that writes the commit appends them (seg_fd) and removes
+         * segments whose every entry is done (segs, in order of their first seq). */
+        char *obx_dir;
+        int sync;
+        uint64_t obx_seg, obx_off;
+        int obx_open; /* 0: the next entry starts a new segment */
+        obx_put_t *puts;
+        size_t nputs, puts_cap;
+        uint64_t *dones;
+        size_t ndones, dones_cap;
+        int seg_fd;
+        uint64_t seg_fd_first;
+        seg_t *segs;
+        size_t nsegs, segs_cap;
+
         uint8_t *parts; /* PART_* per partition number */
         size_t nparts;
 
@@ -73,6 +115,8 @@ struct eddy_state_s {
 
         eddy_state_stats_t stats;
 };
+
+static int obx_open(eddy_state_t *st, const char *dir, char *errstr, size_t errstr_size);
 
 static uint64_t hash_bytes(const void *p, size_t n)
 {
@@ -154,6 +198,7 @@ eddy_state_t *eddy_state_open(const char *dir, const eddy_state_opts_t *o, char 
                 snprintf(errstr, errstr_size, "out of memory");
                 return NULL;
         }
+        st->seg_fd = -1;
 
         /* mkdir -p dir */
         char path[4096];
@@ -183,9 +228,9 @@ eddy_state_t *eddy_state_open(const char *dir, const eddy_state_opts_t *o, char 
         rocksdb_options_set_write_buffer_size(st->opts, (size_t)o->write_buffer_mb << 20);
         rocksdb_options_set_max_write_buffer_number(st->opts, 3);
         rocksdb_options_set_level_compaction_dynamic_level_bytes(st->opts, 1);
-        /* L0 (memtable flushes) uncompressed: it holds mostly outbox entries that are deleted
-         * before compaction reaches them, so compressing them was CPU spent for nothing; the
-         * levels compaction writes to are compressed */
+        /* L0 (memtable flushes) uncompressed: much of it is overwritten or deleted before
+         * compaction reaches it, so compressing it is CPU spent for nothing; the levels
+         * compaction writes to are compressed */
         static const int per_level[7] = {rocksdb_no_compression,  rocksdb_lz4_compression,
                                          rocksdb_lz4_compression, rocksdb_lz4_compression,
                                          rocksdb_lz4_compression, rocksdb_lz4_compression,
@@ -224,6 +269,7 @@ eddy_state_t *eddy_state_open(const char *dir, const eddy_state_opts_t *o, char 
         st->ropts = rocksdb_readoptions_create();
         st->wopts = rocksdb_writeoptions_create();
         rocksdb_writeoptions_set_sync(st->wopts, o->sync);
+        st->sync = o->sync;
         st->wb = rocksdb_writebatch_create();
         rocksdb_writeoptions_set_memtable_insert_hint_per_batch(st->wopts, 1);
         st->budget = (size_t)o->cache_mb << 20;
@@ -241,6 +287,10 @@ eddy_state_t *eddy_state_open(const char *dir, const eddy_state_opts_t *o, char 
                         st->outbox_next = get_be64((const unsigned char *)k + 1) + 1;
         }
         rocksdb_iter_destroy(it);
+        if (obx_open(st, dir, errstr, errstr_size) != 0) {
+                eddy_state_close(st);
+                return NULL;
+        }
         return st;
 }
 
@@ -254,6 +304,12 @@ void eddy_state_close(eddy_state_t *st)
         free(st->dirty);
         free(st->parts);
         free(st->kbuf);
+        free(st->puts);
+        free(st->dones);
+        free(st->segs);
+        free(st->obx_dir);
+        if (st->seg_fd >= 0)
+                close(st->seg_fd);
         if (st->wb)
                 rocksdb_writebatch_destroy(st->wb);
         if (st->db)
@@ -601,14 +657,224 @@ void eddy_state_fence_set(eddy_state_t *st, int32_t partition, int64_t pos, int6
         st->wb_ops++;
 }
 
+/* ---- the outbox ----
+ *
+ * An outbox entry is the batch's outputs, up to megabytes. Written as a RocksDB value it
+ * went through the WAL, the memtable and, when a flush caught it before its delivery,
+ * an SST file and a compaction: about a fifth of the CPU of an output-heavy job. So the
+ * entries go to segment files of their own, <state.dir>/outbox/<first seq, 16 hex>.seg,
+ * each entry after a 16-byte header (seq, length), and the commit's WriteBatch holds only a
+ * reference under the entry's key: 'R', the segment, the offset, the length (25 bytes).
+ * eddy_state_write() appends the entries, fsyncs the segment when state.sync (and the
+ * directory for a new segment), and only then writes the batch: a committed reference
+ * always points at written bytes. A crash in between leaves bytes no reference points at,
+ * which are never read. Each start appends to a new segment, so nothing is written after
+ * such a tail. A segment is removed once every entry in it is done (deliveries are in
+ * order) and it is no longer the one appended to; a start removes segments no reference
+ * points at. Entries stored inline by older binaries ('E'...) are read as before. */
+#define OBX_SEG_MAX ((uint64_t)64 << 20)
+#define OBX_HDR     16
+#define OBX_REF_LEN 25
+
+static void seg_path(const eddy_state_t *st, uint64_t first, char *out, size_t size)
+{
+        snprintf(out, size, "%s/%016" PRIx64 ".seg", st->obx_dir, first);
+}
+
+static seg_t *seg_find(eddy_state_t *st, uint64_t seq)
+{
+        size_t lo = 0, hi = st->nsegs; /* the last segment whose first is <= seq */
+        while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                if (st->segs[mid].first <= seq)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo ? &st->segs[lo - 1] : NULL;
+}
+
+static seg_t *seg_add(eddy_state_t *st, uint64_t first)
+{
+        seg_t *g = seg_find(st, first);
+        if (g && g->first == first)
+                return g;
+        if (st->nsegs == st->segs_cap) {
+                st->segs_cap = st->segs_cap ? st->segs_cap * 2 : 8;
+                st->segs = eddy__xrealloc(st->segs, st->segs_cap * sizeof(*st->segs));
+        }
+        size_t i = g ? (size_t)(g - st->segs) + 1 : 0;
+        memmove(st->segs + i + 1, st->segs + i, (st->nsegs - i) * sizeof(*st->segs));
+        st->segs[i] = (seg_t){first, 0};
+        st->nsegs++;
+        return &st->segs[i];
+}
+
+/* Removes the segments whose entries are all done, but the one being appended to. */
+static void seg_sweep(eddy_state_t *st)
+{
+        size_t w = 0;
+        for (size_t i = 0; i < st->nsegs; i++) {
+                seg_t *g = &st->segs[i];
+                if (g->live <= 0 && !(st->seg_fd >= 0 && g->first == st->seg_fd_first)) {
+                        char path[4200];
+                        seg_path(st, g->first, path, sizeof(path));
+                        unlink(path);
+                        continue;
+                }
+                st->segs[w++] = *g;
+        }
+        st->nsegs = w;
+}
+
+static int fsync_dir(const char *dir)
+{
+        int fd = open(dir, O_RDONLY | O_DIRECTORY);
+        if (fd < 0)
+                return -1;
+        int rc = fsync(fd);
+        close(fd);
+        return rc;
+}
+
+/* Appends the transaction's entries to their segments (the committer's thread). */
+static int obx_append(eddy_state_t *st, const eddy_state_txn_t *t, char *errstr, size_t errstr_size)
+{
+        char path[4200];
+        int created = 0;
+        for (size_t i = 0; i < t->nputs; i++) {
+                const obx_put_t *u = &t->puts[i];
+                if (st->seg_fd < 0 || u->seg != st->seg_fd_first) {
+                        if (st->seg_fd >= 0) {
+                                if (st->sync && fdatasync(st->seg_fd) != 0)
+                                        goto fail;
+                                close(st->seg_fd);
+                        }
+                        seg_path(st, u->seg, path, sizeof(path));
+                        st->seg_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                        if (st->seg_fd < 0)
+                                goto fail;
+                        st->seg_fd_first = u->seg;
+                        seg_add(st, u->seg);
+                        created = 1;
+                }
+                unsigned char hdr[OBX_HDR];
+                put_be64(hdr, u->seq);
+                put_be64(hdr + 8, u->len);
+                struct iovec iov[2] = {{hdr, OBX_HDR}, {(void *)u->p, u->len}};
+                size_t want = OBX_HDR + u->len, done = 0;
+                off_t off = (off_t)u->off;
+                while (done < want) {
+                        ssize_t n = pwritev(st->seg_fd, iov, 2, off + (off_t)done);
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n <= 0)
+                                goto fail;
+                        done += (size_t)n;
+                        for (int k = 0; k < 2; k++) { /* skip what was written */
+                                size_t c = (size_t)n < iov[k].iov_len ? (size_t)n : iov[k].iov_len;
+                                iov[k].iov_base = (char *)iov[k].iov_base + c;
+                                iov[k].iov_len -= c;
+                                n -= (ssize_t)c;
+                        }
+                }
+                seg_find(st, u->seq)->live++;
+        }
+        if (t->nputs && st->sync &&
+            (fdatasync(st->seg_fd) != 0 || (created && fsync_dir(st->obx_dir) != 0)))
+                goto fail;
+        return 0;
+fail:
+        snprintf(errstr, errstr_size, "can not write the outbox segment in %s: %s", st->obx_dir,
+                 strerror(errno));
+        return -1;
+}
+
+/* After the commit: the transaction's done entries leave their segments. */
+static void obx_release(eddy_state_t *st, const eddy_state_txn_t *t)
+{
+        for (size_t i = 0; i < t->ndones; i++) {
+                seg_t *g = seg_find(st, t->dones[i]);
+                if (g)
+                        g->live--;
+        }
+        if (t->ndones)
+                seg_sweep(st);
+}
+
+/* Start-up: count the references per segment, remove the segment files nothing points at. */
+static int ref_count(void *opaque, const void *k, size_t kl, const void *v, size_t vl)
+{
+        eddy_state_t *st = opaque;
+        if (kl == 9 && vl == OBX_REF_LEN && ((const char *)v)[0] == 'R')
+                seg_add(st, get_be64((const unsigned char *)v + 1))->live++;
+        return 0;
+}
+
+static int range_scan(eddy_state_t *st, const char *lo, size_t lol, const char *hi, size_t hil,
+                      int (*cb)(void *, const void *, size_t, const void *, size_t), void *opaque);
+
+static int obx_open(eddy_state_t *st, const char *dir, char *errstr, size_t errstr_size)
+{
+        size_t n = strlen(dir) + sizeof("/outbox");
+        st->obx_dir = eddy__xrealloc(NULL, n);
+        snprintf(st->obx_dir, n, "%s/outbox", dir);
+        if (mkdir(st->obx_dir, 0755) != 0 && errno != EEXIST) {
+                snprintf(errstr, errstr_size, "can not create %s: %s", st->obx_dir,
+                         strerror(errno));
+                return -1;
+        }
+        char lo[1] = {EDDY_NS_OUTBOX}, hi[1] = {EDDY_NS_OUTBOX + 1};
+        if (range_scan(st, lo, 1, hi, 1, ref_count, st) < 0) {
+                snprintf(errstr, errstr_size, "can not read the outbox of %s", dir);
+                return -1;
+        }
+        DIR *d = opendir(st->obx_dir);
+        if (!d) {
+                snprintf(errstr, errstr_size, "can not read %s: %s", st->obx_dir, strerror(errno));
+                return -1;
+        }
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                char *end;
+                unsigned long long first = strtoull(de->d_name, &end, 16);
+                if (strlen(de->d_name) != 20 || strcmp(end, ".seg") != 0)
+                        continue;
+                seg_t *g = seg_find(st, first);
+                if (!g || g->first != first) {
+                        char path[4200];
+                        seg_path(st, first, path, sizeof(path));
+                        unlink(path);
+                }
+        }
+        closedir(d);
+        return 0;
+}
+
 uint64_t eddy_state_outbox_add(eddy_state_t *st, const void *entry, size_t len)
 {
         unsigned char k[9];
         uint64_t seq = st->outbox_next++;
         k[0] = EDDY_NS_OUTBOX;
         put_be64(k + 1, seq);
-        rocksdb_writebatch_put(st->wb, (const char *)k, 9, entry, len);
+        if (!st->obx_open || (st->obx_off > 0 && st->obx_off + OBX_HDR + len > OBX_SEG_MAX)) {
+                st->obx_seg = seq;
+                st->obx_off = 0;
+                st->obx_open = 1;
+        }
+        unsigned char ref[OBX_REF_LEN];
+        ref[0] = 'R';
+        put_be64(ref + 1, st->obx_seg);
+        put_be64(ref + 9, st->obx_off);
+        put_be64(ref + 17, len);
+        rocksdb_writebatch_put(st->wb, (const char *)k, 9, (const char *)ref, sizeof(ref));
         st->wb_ops++;
+        if (st->nputs == st->puts_cap) {
+                st->puts_cap = st->puts_cap ? st->puts_cap * 2 : 4;
+                st->puts = eddy__xrealloc(st->puts, st->puts_cap * sizeof(*st->puts));
+        }
+        st->puts[st->nputs++] = (obx_put_t){seq, st->obx_seg, st->obx_off, entry, len};
+        st->obx_off += OBX_HDR + len;
         return seq;
 }
 
@@ -619,6 +885,11 @@ void eddy_state_outbox_done(eddy_state_t *st, uint64_t seq)
         put_be64(k + 1, seq);
         rocksdb_writebatch_delete(st->wb, (const char *)k, 9);
         st->wb_ops++;
+        if (st->ndones == st->dones_cap) {
+                st->dones_cap = st->dones_cap ? st->dones_cap * 2 : 16;
+                st->dones = eddy__xrealloc(st->dones, st->dones_cap * sizeof(*st->dones));
+        }
+        st->dones[st->ndones++] = seq;
 }
 
 /* Iterate [lo, hi) of raw keys. */
@@ -666,22 +937,86 @@ void eddy_state_raw_put(eddy_state_t *st, const void *key, size_t klen, const vo
 int eddy_state_raw_delete_range(eddy_state_t *st, const void *lo, size_t lol, const void *hi,
                                 size_t hil, char *errstr, size_t errstr_size)
 {
-        rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-        rocksdb_writebatch_delete_range(wb, lo, lol, hi, hil);
-        return eddy_state_write(st, (eddy_state_txn_t *)wb, errstr, errstr_size);
+        eddy_state_txn_t *t = eddy__xrealloc(NULL, sizeof(*t));
+        *t = (eddy_state_txn_t){rocksdb_writebatch_create(), NULL, 0, NULL, 0};
+        rocksdb_writebatch_delete_range(t->wb, lo, lol, hi, hil);
+        return eddy_state_write(st, t, errstr, errstr_size);
 }
 
 struct outbox_scan {
-        int (*cb)(void *, uint64_t, const void *, size_t);
+        int (*cb)(void *opaque, uint64_t seq, const void *e, size_t len);
         void *opaque;
+        eddy_state_t *st;
+        int fd; /* the segment last read */
+        uint64_t fd_seg;
+        unsigned char *buf;
+        size_t cap;
+        int err;
 };
+
+/* Reads the entry a reference points at into os->buf; @returns 0, or -1 (a message). */
+static int obx_read(struct outbox_scan *os, uint64_t seq, const unsigned char *ref)
+{
+        eddy_state_t *st = os->st;
+        uint64_t seg = get_be64(ref + 1), off = get_be64(ref + 9), len = get_be64(ref + 17);
+        char path[4200];
+        seg_path(st, seg, path, sizeof(path));
+        if (os->fd < 0 || os->fd_seg != seg) {
+                if (os->fd >= 0)
+                        close(os->fd);
+                os->fd = open(path, O_RDONLY | O_CLOEXEC);
+                os->fd_seg = seg;
+                if (os->fd < 0) {
+                        fprintf(stderr, "eddy: outbox entry %" PRIu64 ": can not open %s: %s\n",
+                                seq, path, strerror(errno));
+                        return -1;
+                }
+        }
+        if (len > SIZE_MAX - OBX_HDR) {
+                fprintf(stderr, "eddy: outbox entry %" PRIu64 ": bad reference\n", seq);
+                return -1;
+        }
+        size_t need = OBX_HDR + (size_t)len;
+        if (need > os->cap) {
+                free(os->buf);
+                os->buf = eddy__xrealloc(NULL, need);
+                os->cap = need;
+        }
+        size_t got = 0;
+        while (got < need) {
+                ssize_t n = pread(os->fd, os->buf + got, need - got, (off_t)(off + got));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        break;
+                got += (size_t)n;
+        }
+        if (got < need || get_be64(os->buf) != seq || get_be64(os->buf + 8) != len) {
+                fprintf(stderr,
+                        "eddy: outbox entry %" PRIu64 " is not at %s offset %" PRIu64
+                        " (state.dir is damaged)\n",
+                        seq, path, off);
+                return -1;
+        }
+        return 0;
+}
 
 static int outbox_visit(void *opaque, const void *k, size_t kl, const void *v, size_t vl)
 {
         struct outbox_scan *os = opaque;
         if (kl != 9)
                 return 0;
-        return os->cb(os->opaque, get_be64((const unsigned char *)k + 1), v, vl);
+        if (!os->cb)
+                return 0; /* counting */
+        uint64_t seq = get_be64((const unsigned char *)k + 1);
+        if (vl == OBX_REF_LEN && ((const char *)v)[0] == 'R') {
+                if (obx_read(os, seq, v) != 0) {
+                        os->err = 1;
+                        return 1;
+                }
+                return os->cb(os->opaque, seq, os->buf + OBX_HDR, (size_t)get_be64(os->buf + 8));
+        }
+        return os->cb(os->opaque, seq, v, vl); /* stored inline by an older binary */
 }
 
 int eddy_state_outbox_scan(eddy_state_t *st,
@@ -689,8 +1024,12 @@ int eddy_state_outbox_scan(eddy_state_t *st,
                            void *opaque)
 {
         char lo[1] = {EDDY_NS_OUTBOX}, hi[1] = {EDDY_NS_OUTBOX + 1};
-        struct outbox_scan os = {cb, opaque};
-        return range_scan(st, lo, 1, hi, 1, outbox_visit, &os);
+        struct outbox_scan os = {cb, opaque, st, -1, 0, NULL, 0, 0};
+        int n = range_scan(st, lo, 1, hi, 1, outbox_visit, &os);
+        if (os.fd >= 0)
+                close(os.fd);
+        free(os.buf);
+        return os.err ? -1 : n;
 }
 
 static int ent_key_cmp(const void *a, const void *b)
@@ -857,7 +1196,12 @@ eddy_state_txn_t *eddy_state_prepare(eddy_state_t *st)
         st->stats.commits++;
         st->stats.committed_keys += (int64_t)st->ndirty;
         st->ndirty = 0;
-        eddy_state_txn_t *t = (eddy_state_txn_t *)st->wb;
+        eddy_state_txn_t *t = eddy__xrealloc(NULL, sizeof(*t));
+        *t = (eddy_state_txn_t){st->wb, st->puts, st->nputs, st->dones, st->ndones};
+        st->puts = NULL;
+        st->nputs = st->puts_cap = 0;
+        st->dones = NULL;
+        st->ndones = st->dones_cap = 0;
         st->wb = rocksdb_writebatch_create();
         st->wb_ops = 0;
         return t;
@@ -865,13 +1209,20 @@ eddy_state_txn_t *eddy_state_prepare(eddy_state_t *st)
 
 int eddy_state_write(eddy_state_t *st, eddy_state_txn_t *t, char *errstr, size_t errstr_size)
 {
-        rocksdb_writebatch_t *wb = (rocksdb_writebatch_t *)t;
         char *err = NULL;
-        rocksdb_write(st->db, st->wopts, wb, &err);
-        rocksdb_writebatch_destroy(wb);
-        if (err)
-                return copy_err(err, "state commit failed", errstr, errstr_size);
-        return 0;
+        int rc = obx_append(st, t, errstr, errstr_size);
+        if (rc == 0) {
+                rocksdb_write(st->db, st->wopts, t->wb, &err);
+                if (err)
+                        rc = copy_err(err, "state commit failed", errstr, errstr_size);
+                else
+                        obx_release(st, t);
+        }
+        rocksdb_writebatch_destroy(t->wb);
+        free(t->puts);
+        free(t->dones);
+        free(t);
+        return rc;
 }
 
 int eddy_state_over_budget(const eddy_state_t *st)

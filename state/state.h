@@ -43,12 +43,15 @@ void eddy_state_offset_set(eddy_state_t *st, const char *topic, int32_t partitio
 int eddy_state_fence_get(eddy_state_t *st, int32_t partition, int64_t *pos, int64_t *seq);
 void eddy_state_fence_set(eddy_state_t *st, int32_t partition, int64_t pos, int64_t seq);
 
-/* The outbox: entries committed with the batch, delivered after, removed when done. */
-/** Adds @p entry (copied) to the next commit; @returns its sequence number. */
+/* The outbox: entries committed with the batch, delivered after, removed when done. The
+ * entries live in segment files under <state.dir>/outbox; RocksDB holds references. */
+/** Adds @p entry to the next commit; @returns its sequence number. Not copied: the bytes
+ *  must stay valid until the transaction that holds them is written. */
 uint64_t eddy_state_outbox_add(eddy_state_t *st, const void *entry, size_t len);
 /** Removes entry @p seq in the next commit. */
 void eddy_state_outbox_done(eddy_state_t *st, uint64_t seq);
-/** Visit committed outbox entries in order. @returns count, or -1 on error. */
+/** Visit committed outbox entries in order (@p cb NULL: only count them, reading no
+ *  segment). @returns count, or -1 on error (a missing or damaged segment: on stderr). */
 int eddy_state_outbox_scan(eddy_state_t *st,
                            int (*cb)(void *opaque, uint64_t seq, const void *e, size_t len),
                            void *opaque);

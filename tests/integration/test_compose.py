@@ -224,14 +224,29 @@ def test_dockerfile_packages(eddy, tmp):
 
     # runtime: the packages holding the shared objects that the Makefile's -l libraries resolve
     # to (libfoo.so -> libfoo.so.N.M), and ca-certificates for TLS to brokers
+    # (RocksDB is linked statically, between -Wl,-Bstatic and -Wl,-Bdynamic: its archive comes
+    # from a package of DEB_PKGS and nothing of it is needed at run time but its own libraries)
     makefile = open(os.path.join(ROOT, "Makefile")).read()
-    libs = re.search(r"^LIBS\s*=\s*(.*)$", makefile, re.M).group(1).split()
+    var = lambda n: re.search(r"^%s\s*=\s*(.*)$" % n, makefile, re.M).group(1)
+    libs = var("LIBS").replace("$(ROCKSDB_LIBS)", var("ROCKSDB_LIBS")).split()
     arch = subprocess.run(["dpkg-architecture", "-qDEB_HOST_MULTIARCH"], capture_output=True,
                           text=True).stdout.strip() or "x86_64-linux-gnu"
     want = {"ca-certificates"}
+    static = False
     for lib in libs:
+        if lib.startswith("-Wl,"):
+            static = {"-Wl,-Bstatic": True, "-Wl,-Bdynamic": False}.get(lib, static)
+            continue
         name = lib[2:]
         if name in ("m", "pthread"):  # libc6, in every image
+            continue
+        if name == "stdc++":  # build-essential's g++; at run time libstdc++6
+            want.add("libstdc++6")
+            continue
+        if static:
+            archive = "/usr/lib/%s/lib%s.a" % (arch, name)
+            owners = subprocess.run(["dpkg", "-S", archive], capture_output=True, text=True).stdout
+            assert owners.split(":")[0] in deps, "%s comes from %r, not in DEB_PKGS" % (archive, owners)
             continue
         dev = "/usr/lib/%s/lib%s.so" % (arch, name)
         assert os.path.exists(dev), "%s: %s missing (is its -dev package in DEB_PKGS?)" % (lib, dev)

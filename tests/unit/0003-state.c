@@ -599,6 +599,140 @@ static void test_outbox(void **state)
         store_free(&s);
 }
 
+/* The segment files under <state.dir>/outbox: as many as hold entries not done. */
+static int count_segments(const store_t *s)
+{
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd), "ls %s/outbox | grep -c '^[0-9a-f]\\{16\\}\\.seg$'", s->dir);
+        FILE *f = popen(cmd, "r");
+        assert_non_null(f);
+        int n = -1;
+        assert_int_equal(fscanf(f, "%d", &n), 1);
+        pclose(f);
+        return n;
+}
+
+typedef struct big_s {
+        uint64_t seq[8];
+        size_t len[8];
+        char first[8], last[8];
+        int n;
+} big_t;
+
+static int big_cb(void *opaque, uint64_t seq, const void *e, size_t len)
+{
+        big_t *b = opaque;
+        assert_true(b->n < 8);
+        b->seq[b->n] = seq;
+        b->len[b->n] = len;
+        b->first[b->n] = len ? ((const char *)e)[0] : 0;
+        b->last[b->n] = len ? ((const char *)e)[len - 1] : 0;
+        b->n++;
+        return 0;
+}
+
+static void big_scan(store_t *s, big_t *b)
+{
+        memset(b, 0, sizeof(*b));
+        int n = eddy_state_outbox_scan(s->st, big_cb, b);
+        assert_int_equal(n, b->n);
+}
+
+/* Entries go to segment files: a big entry starts a new one, a segment goes when all of its
+ * entries are done, a start removes segments nothing points at (a crash between the append
+ * and the commit), entries stored inline by older binaries still read, and a missing
+ * segment is an error, not an empty outbox. */
+static void test_outbox_segments(void **state)
+{
+        store_t s;
+        store_init(&s, 16);
+        big_t b;
+        size_t big = (size_t)40 << 20; /* two of them do not fit one 64 MiB segment */
+        char *b1 = malloc(big), *b2 = malloc(big);
+        assert_non_null(b1);
+        assert_non_null(b2);
+        memset(b1, 'x', big);
+        memset(b2, 'y', big);
+        b1[big - 1] = 'X';
+        uint64_t a = eddy_state_outbox_add(s.st, "A", 1);
+        store_commit(&s);
+        uint64_t x = eddy_state_outbox_add(s.st, b1, big);
+        store_commit(&s);
+        uint64_t y = eddy_state_outbox_add(s.st, b2, big);
+        store_commit(&s);
+        free(b1);
+        free(b2);
+        assert_int_equal(count_segments(&s), 2); /* {a, x} and {y} */
+
+        store_reopen(&s);
+        big_scan(&s, &b);
+        assert_int_equal(b.n, 3);
+        assert_int_equal(b.seq[0], a);
+        assert_int_equal(b.len[0], 1);
+        assert_int_equal(b.first[0], 'A');
+        assert_int_equal(b.seq[1], x);
+        assert_int_equal(b.len[1], big);
+        assert_int_equal(b.first[1], 'x');
+        assert_int_equal(b.last[1], 'X');
+        assert_int_equal(b.seq[2], y);
+        assert_int_equal(b.len[2], big);
+        assert_int_equal(b.last[2], 'y');
+
+        /* a and x done: their segment goes; a start appends to a new segment */
+        eddy_state_outbox_done(s.st, a);
+        eddy_state_outbox_done(s.st, x);
+        uint64_t c = eddy_state_outbox_add(s.st, "C", 1);
+        store_commit(&s);
+        assert_int_equal(count_segments(&s), 2); /* {y} and {c} */
+        big_scan(&s, &b);
+        assert_int_equal(b.n, 2);
+        assert_int_equal(b.seq[0], y);
+        assert_int_equal(b.seq[1], c);
+
+        /* a segment no committed entry points at (written before a crash) goes at the start */
+        char path[256];
+        snprintf(path, sizeof(path), "%s/outbox/%016" PRIx64 ".seg", s.dir, c + 1);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs("garbage", f);
+        fclose(f);
+        assert_int_equal(count_segments(&s), 3);
+        store_reopen(&s);
+        assert_int_equal(count_segments(&s), 2);
+
+        /* an entry stored inline, as binaries before segments did, reads as before */
+        unsigned char k[9] = {EDDY_NS_OUTBOX};
+        uint64_t old = c + 100;
+        for (int i = 0; i < 8; i++)
+                k[1 + i] = (unsigned char)(old >> (56 - 8 * i));
+        eddy_state_raw_put(s.st, k, sizeof(k), "inline", 6);
+        store_commit(&s);
+        store_reopen(&s);
+        big_scan(&s, &b);
+        assert_int_equal(b.n, 3);
+        assert_int_equal(b.seq[2], old);
+        assert_int_equal(b.len[2], 6);
+        assert_int_equal(b.first[2], 'i');
+        eddy_state_outbox_done(s.st, y);
+        eddy_state_outbox_done(s.st, c);
+        eddy_state_outbox_done(s.st, old);
+        uint64_t d = eddy_state_outbox_add(s.st, "D", 1);
+        assert_true(d > old); /* the sequence goes on after the inline entry */
+        store_commit(&s);
+        assert_int_equal(count_segments(&s), 1); /* {d} */
+        big_scan(&s, &b);
+        assert_int_equal(b.n, 1);
+        assert_int_equal(b.seq[0], d);
+
+        /* a missing segment: the scan fails */
+        snprintf(path, sizeof(path), "%s/outbox/%016" PRIx64 ".seg", s.dir, d);
+        assert_int_equal(unlink(path), 0);
+        memset(&b, 0, sizeof(b));
+        assert_int_equal(eddy_state_outbox_scan(s.st, big_cb, &b), -1);
+        assert_int_equal(b.n, 0);
+        store_free(&s);
+}
+
 /* A 1 MiB cache and several MiB of values: every value stays readable and right. */
 static void test_cache_eviction(void **state)
 {
@@ -947,6 +1081,7 @@ int main(void)
             cmocka_unit_test_teardown(test_drop_then_read_before_commit, remove_live_dirs),
             cmocka_unit_test_teardown(test_offsets_and_fences, remove_live_dirs),
             cmocka_unit_test_teardown(test_outbox, remove_live_dirs),
+            cmocka_unit_test_teardown(test_outbox_segments, remove_live_dirs),
             cmocka_unit_test_teardown(test_cache_eviction, remove_live_dirs),
             cmocka_unit_test_teardown(test_random_against_model, remove_live_dirs),
             cmocka_unit_test_teardown(test_open_errors, remove_live_dirs),
