@@ -88,6 +88,8 @@ struct eddy_state_s {
         size_t bytes, budget;
         ent_t **dirty;
         size_t ndirty, dirty_cap;
+        struct dkey_s *dsort; /* the commit's sort of the dirty entries */
+        size_t dsort_cap;
         uint64_t outbox_next;
 
         /* Outbox entries live in segment files (see "the outbox" below). The owner's thread
@@ -302,6 +304,7 @@ void eddy_state_close(eddy_state_t *st)
                 free(st->slots[i].e);
         free(st->slots);
         free(st->dirty);
+        free(st->dsort);
         free(st->parts);
         free(st->kbuf);
         free(st->puts);
@@ -1040,6 +1043,80 @@ static int ent_key_cmp(const void *a, const void *b)
         return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
 }
 
+/* The commit's sort: each dirty entry with its key's first 16 bytes as two big-endian words
+ * (zero-padded), so that most comparisons touch neither the entries nor memcmp. The keys are
+ * distinct, so the order is the byte order of the keys whatever the algorithm. */
+typedef struct dkey_s {
+        uint64_t a, b;
+        ent_t *e;
+} dkey_t;
+
+static uint64_t key_word(const char *k, size_t kl, size_t at)
+{
+        unsigned char w[8] = {0};
+        if (kl > at)
+                memcpy(w, k + at, kl - at < 8 ? kl - at : 8);
+        return get_be64(w);
+}
+
+static int dkey_less(const dkey_t *x, const dkey_t *y)
+{
+        if (x->a != y->a)
+                return x->a < y->a;
+        if (x->b != y->b)
+                return x->b < y->b;
+        size_t xl = x->e->klen, yl = y->e->klen;
+        if (xl > 16 && yl > 16) {
+                int c = memcmp(x->e->buf + 16, y->e->buf + 16, (xl < yl ? xl : yl) - 16);
+                if (c)
+                        return c < 0;
+        }
+        return xl < yl; /* equal up to the shorter one: it comes first */
+}
+
+static void dkey_sort(dkey_t *v, size_t n)
+{
+        while (n > 16) {
+                /* median of three as the pivot, then Hoare partition */
+                dkey_t *m = &v[n / 2], *l = &v[n - 1], t;
+                if (dkey_less(m, v))
+                        t = *m, *m = *v, *v = t;
+                if (dkey_less(l, m)) {
+                        t = *l, *l = *m, *m = t;
+                        if (dkey_less(m, v))
+                                t = *m, *m = *v, *v = t;
+                }
+                dkey_t pivot = *m;
+                size_t i = 0, j = n - 1;
+                for (;;) {
+                        while (dkey_less(&v[i], &pivot))
+                                i++;
+                        while (dkey_less(&pivot, &v[j]))
+                                j--;
+                        if (i >= j)
+                                break;
+                        t = v[i], v[i] = v[j], v[j] = t;
+                        i++, j--;
+                }
+                /* [0, j] and [j + 1, n): recurse into the smaller, loop on the larger */
+                if (j + 1 < n - j - 1) {
+                        dkey_sort(v, j + 1);
+                        v += j + 1;
+                        n -= j + 1;
+                } else {
+                        dkey_sort(v + j + 1, n - j - 1);
+                        n = j + 1;
+                }
+        }
+        for (size_t i = 1; i < n; i++) {
+                dkey_t x = v[i];
+                size_t j = i;
+                for (; j > 0 && dkey_less(&x, &v[j - 1]); j--)
+                        v[j] = v[j - 1];
+                v[j] = x;
+        }
+}
+
 /* A scan of committed keys merged with the dirty entries of the same range, which are newer. */
 struct state_scan {
         int (*cb)(void *, const void *, size_t, const void *, size_t);
@@ -1183,10 +1260,19 @@ int eddy_state_pending(const eddy_state_t *st)
 eddy_state_txn_t *eddy_state_prepare(eddy_state_t *st)
 {
         /* in key order, so that each memtable insert starts next to the previous one */
-        if (st->ndirty > 1)
-                qsort(st->dirty, st->ndirty, sizeof(*st->dirty), ent_key_cmp);
+        if (st->ndirty > st->dsort_cap) {
+                st->dsort_cap = st->ndirty * 2;
+                free(st->dsort);
+                st->dsort = eddy__xrealloc(NULL, st->dsort_cap * sizeof(*st->dsort));
+        }
         for (size_t i = 0; i < st->ndirty; i++) {
                 ent_t *e = st->dirty[i];
+                st->dsort[i] =
+                    (dkey_t){key_word(e->buf, e->klen, 0), key_word(e->buf, e->klen, 8), e};
+        }
+        dkey_sort(st->dsort, st->ndirty);
+        for (size_t i = 0; i < st->ndirty; i++) {
+                ent_t *e = st->dsort[i].e;
                 if (e->flags & ENT_PRESENT)
                         rocksdb_writebatch_put(st->wb, e->buf, e->klen, e->buf + e->klen, e->vlen);
                 else
