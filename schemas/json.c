@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* What a byte means inside a string. Multi-byte UTF-8 leads are split by the range their
  * first continuation byte must fall in, which is how overlong forms, surrogates and code
@@ -169,8 +172,25 @@ static const unsigned char *scan_string(jp_t *jp, const unsigned char *p, int *e
         const unsigned char *end = jp->end;
 
         for (;;) {
-                /* Most string bytes are plain ASCII: run over them in blocks of four before
-                 * looking at what stopped the run. */
+                /* Most string bytes are plain ASCII: run over them sixteen at a time (a byte
+                 * is not plain if it is '"', '\\', below 0x20 or above 0x7F: the last two
+                 * are the bytes below 0x20 as signed chars), then byte by byte to what
+                 * stopped the run. */
+#ifdef __SSE2__
+                while (end - p >= 16) {
+                        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+                        __m128i stop =
+                            _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                                      _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                                         _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+                        int m = _mm_movemask_epi8(stop);
+                        if (m) {
+                                p += __builtin_ctz((unsigned)m);
+                                break;
+                        }
+                        p += 16;
+                }
+#endif
                 while (end - p >= 4 && (str_class[p[0]] | str_class[p[1]] | str_class[p[2]] |
                                         str_class[p[3]]) == SC_PLAIN)
                         p += 4;
