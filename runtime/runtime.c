@@ -1050,7 +1050,9 @@ static int deliver_kafka(eddy_ctx_t *ctx, rd_t *r, int version, uint32_t nrec)
                                 rd_kafka_header_add(hdrs, n, (ssize_t)nl, v, (ssize_t)hl);
                         }
                         char tname[512];
-                        snprintf(tname, sizeof(tname), "%.*s", (int)k.tlen, k.topic);
+                        size_t tl = k.tlen < sizeof(tname) ? k.tlen : sizeof(tname) - 1;
+                        memcpy(tname, k.topic, tl);
+                        tname[tl] = '\0';
                         outrun_add(&runs, &nruns, &runs_cap, tname);
                         int haskey = k.flags & KREC_KEY, hasval = k.flags & KREC_VALUE;
                         rd_kafka_resp_err_t err;
