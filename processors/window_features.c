@@ -173,6 +173,19 @@ typedef struct arena_s {
         size_t nbig, bigcap;
 } arena_t;
 
+/* A slot of the batch's entity table: the hash beside the pointer, so probing does not
+ * touch the entities. */
+typedef struct wslot_s {
+        uint64_t hash;
+        went_t *e;
+} wslot_t;
+
+/* An entity and the first bytes of its key, big-endian, for sorting the batch. */
+typedef struct wsort_s {
+        uint64_t k0, k1; /* partition and id bytes 0..3; id bytes 4..11 (zero-padded) */
+        went_t *e;
+} wsort_t;
+
 typedef struct wf_s {
         const wf_conf_t *conf;
         eddy_ctx_t *ctx;
@@ -187,15 +200,16 @@ typedef struct wf_s {
         int late_drop;
         int64_t late_dropped;
         eddy_counter_t *late; /* eddy_late_events_total: dead-lettered or dropped */
+        int64_t n_writes, n_deletes, n_timers; /* logged at close */
 
         wpart_t *parts;
         size_t nparts;
 
         /* the batch's entities: open addressing on (partition, id), allocated in arena */
         arena_t arena;
-        went_t **map;
+        wslot_t *map;
         size_t mapcap, mapn;
-        went_t **order;
+        wsort_t *order;
 
         /* scratch */
         eddy_json_val_t *vals;
@@ -747,26 +761,49 @@ static void distinct_add(arena_t *a, cell_t *c, uint64_t h, int64_t exact_max)
 
 /* ---------------------------------------------------------------- entity encoding */
 
+static void enc_reserve(wf_t *wf, size_t n)
+{
+        if (wf->elen + n > wf->ecap) {
+                wf->ecap = (wf->elen + n) * 2 + 256;
+                wf->enc = eddy__xrealloc(wf->enc, wf->ecap);
+        }
+}
+
 static void enc_varint(wf_t *wf, uint64_t v)
 {
-        unsigned char b[10];
+        enc_reserve(wf, 10);
+        unsigned char *b = (unsigned char *)wf->enc + wf->elen;
         size_t n = 0;
         while (v >= 0x80) {
                 b[n++] = (unsigned char)(v | 0x80);
                 v >>= 7;
         }
         b[n++] = (unsigned char)v;
-        buf_put(&wf->enc, &wf->elen, &wf->ecap, b, n);
+        wf->elen += n;
 }
 
-static void enc_double(wf_t *wf, double d)
+static void enc_u64(wf_t *wf, uint64_t u)
 {
-        uint64_t u;
-        memcpy(&u, &d, 8);
-        unsigned char b[8];
+        enc_reserve(wf, 8);
+        unsigned char *b = (unsigned char *)wf->enc + wf->elen;
         for (int i = 0; i < 8; i++)
                 b[i] = (unsigned char)(u >> (8 * i));
-        buf_put(&wf->enc, &wf->elen, &wf->ecap, b, 8);
+        wf->elen += 8;
+}
+
+/* A sum, min or max: an integer below 2^52 in magnitude as the varint of its zigzag
+ * shifted left once (even), any other double as 1 then its 8 bytes. */
+static void enc_number(wf_t *wf, double d)
+{
+        if (d == floor(d) && fabs(d) < 4503599627370496.0 && !(d == 0 && signbit(d))) {
+                int64_t i = (int64_t)d;
+                enc_varint(wf, ((uint64_t)i << 1 ^ (uint64_t)(i >> 63)) << 1);
+                return;
+        }
+        uint64_t u;
+        memcpy(&u, &d, 8);
+        enc_varint(wf, 1);
+        enc_u64(wf, u);
 }
 
 typedef struct dec_s {
@@ -791,7 +828,7 @@ static uint64_t dec_varint(dec_t *d)
         return 0;
 }
 
-static double dec_double(dec_t *d)
+static uint64_t dec_u64(dec_t *d)
 {
         if (d->end - d->p < 8) {
                 d->bad = 1;
@@ -801,9 +838,29 @@ static double dec_double(dec_t *d)
         for (int i = 0; i < 8; i++)
                 u |= (uint64_t)d->p[i] << (8 * i);
         d->p += 8;
+        return u;
+}
+
+static double dec_double(dec_t *d)
+{
+        uint64_t u = dec_u64(d);
         double v;
         memcpy(&v, &u, 8);
         return v;
+}
+
+/* enc_number()'s inverse. */
+static double dec_number(dec_t *d)
+{
+        uint64_t z = dec_varint(d);
+        if (z == 1)
+                return dec_double(d);
+        if (z & 1) {
+                d->bad = 1;
+                return 0;
+        }
+        z >>= 1;
+        return (double)(int64_t)(z >> 1 ^ (0 - (z & 1)));
 }
 
 static const unsigned char *dec_bytes(dec_t *d, size_t n)
@@ -817,12 +874,13 @@ static const unsigned char *dec_bytes(dec_t *d, size_t n)
         return p;
 }
 
-#define ENC_VERSION 1
+#define ENC_VERSION 2 /* 1: hashes as varints, numbers as 8-byte doubles (still read) */
 
 /* Encoding: version, due + 1 (0: none); per slide: ntiles, then per tile the delta of its
- * number and, per feature of the slide, n and (n > 0) its value: a double for sum, avg,
- * min, max; for distinct dn + 1 then dn hashes (exact) or 0 then HLL_M registers. Per
- * last_n list: n, then per item ts, offset, length, bytes. Varints throughout. */
+ * number and, per feature of the slide, n and (n > 0) its value: enc_number() for sum,
+ * avg, min, max; for distinct dn + 1 then dn 8-byte hashes (exact) or 0 then HLL_M
+ * registers. Per last_n list: n, then per item ts, offset, length, bytes. Varints
+ * elsewhere. */
 static void encode(wf_t *wf, const went_t *e)
 {
         wf->elen = 0;
@@ -852,11 +910,11 @@ static void encode(wf_t *wf, const went_t *e)
                                         } else {
                                                 enc_varint(wf, (uint64_t)c->dn + 1);
                                                 for (uint32_t k = 0; k < c->dn; k++)
-                                                        enc_varint(wf, c->dh[k]);
+                                                        enc_u64(wf, c->dh[k]);
                                         }
                                         break;
                                 default:
-                                        enc_double(wf, c->v);
+                                        enc_number(wf, c->v);
                                 }
                         }
                 }
@@ -905,11 +963,13 @@ static void tiles_reserve(arena_t *a, tiles_t *ts, size_t nf, size_t n)
         ts->cap = cap;
 }
 
-/* @returns 0, or -1 if the value is not a valid encoding. */
-static int decode(wf_t *wf, went_t *e, const void *v, size_t vl)
+/* @p spare: room for one more tile per slide and one more id per set (an event is coming).
+ * @returns 0, or -1 if the value is not a valid encoding. */
+static int decode(wf_t *wf, went_t *e, const void *v, size_t vl, size_t spare)
 {
         dec_t d = {v, (const unsigned char *)v + vl, 0};
-        if (dec_varint(&d) != ENC_VERSION)
+        uint64_t version = dec_varint(&d);
+        if (version != 1 && version != ENC_VERSION)
                 return -1;
         uint64_t due = dec_varint(&d);
         e->due = e->loaded_due = due == 0 ? -1 : (int64_t)(due - 1);
@@ -919,7 +979,8 @@ static int decode(wf_t *wf, went_t *e, const void *v, size_t vl)
                 uint64_t n = dec_varint(&d);
                 if (n > 1000000 || n > (uint64_t)(d.end - d.p))
                         return -1;
-                tiles_reserve(&wf->arena, ts, nf, n + 1); /* + 1: an event's new tile */
+                if (n + spare)
+                        tiles_reserve(&wf->arena, ts, nf, n + spare);
                 int64_t prev = 0;
                 for (size_t i = 0; i < n && !d.bad; i++) {
                         ts->t[i] = prev + (int64_t)dec_varint(&d);
@@ -946,16 +1007,17 @@ static int decode(wf_t *wf, went_t *e, const void *v, size_t vl)
                                                 dn--;
                                                 if (dn > (uint64_t)(d.end - d.p))
                                                         return -1;
-                                                c->dh = arena_alloc(&wf->arena, (dn + 1) * 8);
-                                                c->dcap = (uint32_t)(dn + 1);
+                                                c->dh = arena_alloc(&wf->arena, (dn + spare) * 8);
+                                                c->dcap = (uint32_t)(dn + spare);
                                                 for (uint64_t k = 0; k < dn; k++)
-                                                        c->dh[k] = dec_varint(&d);
+                                                        c->dh[k] = version == 1 ? dec_varint(&d)
+                                                                                : dec_u64(&d);
                                                 c->dn = (uint32_t)dn;
                                         }
                                         break;
                                 }
                                 default:
-                                        c->v = dec_double(&d);
+                                        c->v = version == 1 ? dec_double(&d) : dec_number(&d);
                                 }
                         }
                 }
@@ -1073,7 +1135,8 @@ static int load_timer(void *opaque, const void *k, size_t kl, const void *v, siz
 {
         struct load_scan *ls = opaque;
         dec_t d = {v, (const unsigned char *)v + vl, 0};
-        if (dec_varint(&d) != ENC_VERSION) {
+        uint64_t version = dec_varint(&d);
+        if (version != 1 && version != ENC_VERSION) {
                 ls->bad = 1;
                 return 1;
         }
@@ -1147,34 +1210,36 @@ static int part_load(wf_t *wf, eddy_ctx_t *ctx, int32_t p, wpart_t *wp)
 static void map_grow(wf_t *wf)
 {
         size_t cap = wf->mapcap ? wf->mapcap * 2 : 1024;
-        went_t **m = eddy__xrealloc(NULL, cap * sizeof(*m));
+        wslot_t *m = eddy__xrealloc(NULL, cap * sizeof(*m));
         memset(m, 0, cap * sizeof(*m));
         for (size_t i = 0; i < wf->mapcap; i++) {
-                went_t *e = wf->map[i];
-                if (!e)
+                if (!wf->map[i].e)
                         continue;
-                size_t j = e->hash & (cap - 1);
-                while (m[j])
+                size_t j = wf->map[i].hash & (cap - 1);
+                while (m[j].e)
                         j = (j + 1) & (cap - 1);
-                m[j] = e;
+                m[j] = wf->map[i];
         }
         free(wf->map);
         wf->map = m;
         wf->mapcap = cap;
 }
 
-/* The batch's entity (partition p, id), loaded from the state on first use. NULL on error. */
-static went_t *ent_get(wf_t *wf, eddy_ctx_t *ctx, int32_t p, const char *id, size_t len)
+/* The batch's entity (partition p, id), loaded from the state on first use (with room for
+ * @p spare more tiles and ids, see decode()). NULL on error. */
+static went_t *ent_get(wf_t *wf, eddy_ctx_t *ctx, int32_t p, const char *id, size_t len,
+                       size_t spare)
 {
         if ((wf->mapn + 1) * 2 > wf->mapcap)
                 map_grow(wf);
         uint64_t h = hash_id(id, len, (uint64_t)(uint32_t)p);
         size_t i = h & (wf->mapcap - 1);
         for (;; i = (i + 1) & (wf->mapcap - 1)) {
-                went_t *e = wf->map[i];
+                went_t *e = wf->map[i].e;
                 if (!e)
                         break;
-                if (e->hash == h && e->partition == p && e->idlen == len && !memcmp(e->id, id, len))
+                if (wf->map[i].hash == h && e->partition == p && e->idlen == len &&
+                    !memcmp(e->id, id, len))
                         return e;
         }
         went_t *e = ent_new(wf, p, id, len, h);
@@ -1184,7 +1249,7 @@ static went_t *ent_get(wf_t *wf, eddy_ctx_t *ctx, int32_t p, const char *id, siz
         const void *v;
         size_t vl;
         int r = eddy_state_get(ctx, p, kb, len + 1, &v, &vl);
-        if (r < 0 || (r == 1 && decode(wf, e, v, vl) != 0)) {
+        if (r < 0 || (r == 1 && decode(wf, e, v, vl, spare) != 0)) {
                 if (r == 1)
                         eddy_log(ctx, LOG_ERR, "STATE",
                                  "partition %" PRId32 ": entity %.*s: unreadable state", p,
@@ -1192,7 +1257,7 @@ static went_t *ent_get(wf_t *wf, eddy_ctx_t *ctx, int32_t p, const char *id, siz
                 return NULL;
         }
         e->existed = r == 1;
-        wf->map[i] = e;
+        wf->map[i] = (wslot_t){h, e};
         wf->mapn++;
         return e;
 }
@@ -1378,7 +1443,7 @@ static int wf_process(void *self, eddy_ctx_t *ctx, const eddy_msg_t *msg)
                 any |= match[i];
         if (!any)
                 return 0; /* accepted (it moved the clock), but no feature reads it */
-        went_t *e = ent_get(wf, ctx, p, ent, (size_t)el);
+        went_t *e = ent_get(wf, ctx, p, ent, (size_t)el, 1);
         if (!e)
                 return EDDY_ERR_STATE;
         e->changed = 1;
@@ -1691,11 +1756,25 @@ static size_t nfields_max(const wf_t *wf)
         return n;
 }
 
+/* Big-endian bytes from..from+n of the id, zero-padded: with the partition in front, the
+ * keys order entities as ent_cmp() does, up to ties (ids have no NUL, and a shorter id
+ * whose bytes prefix another sorts first either way). */
+static uint64_t id_be(const went_t *e, size_t from, size_t n)
+{
+        uint64_t k = 0;
+        for (size_t i = from; i < from + n; i++)
+                k = k << 8 | (i < e->idlen ? (unsigned char)e->id[i] : 0);
+        return k;
+}
+
 static int ent_cmp(const void *a, const void *b)
 {
-        const went_t *x = *(went_t *const *)a, *y = *(went_t *const *)b;
-        if (x->partition != y->partition)
-                return x->partition < y->partition ? -1 : 1;
+        const wsort_t *sx = a, *sy = b;
+        if (sx->k0 != sy->k0)
+                return sx->k0 < sy->k0 ? -1 : 1;
+        if (sx->k1 != sy->k1)
+                return sx->k1 < sy->k1 ? -1 : 1;
+        const went_t *x = sx->e, *y = sy->e;
         size_t n = x->idlen < y->idlen ? x->idlen : y->idlen;
         int c = memcmp(x->id, y->id, n);
         if (c)
@@ -1771,6 +1850,7 @@ static void emit(wf_t *wf, eddy_ctx_t *ctx, went_t *e, int64_t c, hf_t *hf, eddy
         memcpy(rk, cf->prefix, plen);
         memcpy(rk + plen, e->id, e->idlen);
         if (n == 0) {
+                wf->n_deletes++;
                 if (e->existed)
                         eddy_state_del(ctx, e->partition, kb, e->idlen + 1);
                 eddy_out_redis_del(ctx, e->partition, rk, plen + e->idlen);
@@ -1785,6 +1865,7 @@ static void emit(wf_t *wf, eddy_ctx_t *ctx, went_t *e, int64_t c, hf_t *hf, eddy
                 ef[i] = (eddy_hfield_t){wf->buf + hf[i].noff, hf[i].nlen, wf->buf + hf[i].voff,
                                         hf[i].vlen};
         eddy_out_redis_hash(ctx, e->partition, rk, plen + e->idlen, ef, n, cf->ttl_ms);
+        wf->n_writes++;
         if (cf->output_topic && *cf->output_topic) {
                 size_t start = features_json(wf, e, c, hf, n, 1);
                 eddy_out_kafka(ctx, e->partition, cf->output_topic, e->id, e->idlen,
@@ -1838,11 +1919,13 @@ static int wf_flush(void *self, eddy_ctx_t *ctx)
                 while (wp->hn > 0 && wp->heap[0].due <= wp->clock) {
                         wtimer_t t;
                         heap_pop(wp, &t);
-                        went_t *e = ent_get(wf, ctx, (int32_t)p, wp->ids + t.off, t.len);
+                        went_t *e = ent_get(wf, ctx, (int32_t)p, wp->ids + t.off, t.len, 0);
                         if (!e)
                                 return -1;
-                        if (e->existed && e->loaded_due == t.due)
+                        if (e->existed && e->loaded_due == t.due) {
                                 e->changed = 1;
+                                wf->n_timers++;
+                        }
                 }
                 heap_compact(wp);
                 unsigned char b[8];
@@ -1854,15 +1937,19 @@ static int wf_flush(void *self, eddy_ctx_t *ctx)
          * whatever the hash table's order */
         size_t n = 0;
         wf->order = eddy__xrealloc(wf->order, (wf->mapn ? wf->mapn : 1) * sizeof(*wf->order));
-        for (size_t i = 0; i < wf->mapcap; i++)
-                if (wf->map[i])
-                        wf->order[n++] = wf->map[i];
+        for (size_t i = 0; i < wf->mapcap; i++) {
+                went_t *e = wf->map[i].e;
+                if (e)
+                        wf->order[n++] =
+                            (wsort_t){(uint64_t)(uint32_t)e->partition << 32 | id_be(e, 0, 4),
+                                      id_be(e, 4, 8), e};
+        }
         qsort(wf->order, n, sizeof(*wf->order), ent_cmp);
         size_t nmax = nfields_max(wf);
         hf_t *hf = eddy__xrealloc(NULL, nmax * sizeof(*hf));
         eddy_hfield_t *ef = eddy__xrealloc(NULL, nmax * sizeof(*ef));
         for (size_t i = 0; i < n; i++) {
-                went_t *e = wf->order[i];
+                went_t *e = wf->order[i].e;
                 if (e->changed)
                         emit(wf, ctx, e, wf->parts[e->partition].clock, hf, ef);
         }
@@ -1885,6 +1972,11 @@ static void wf_close(void *self)
         if (wf->late_dropped && wf->ctx)
                 eddy_log(wf->ctx, LOG_NOTICE, "LATE",
                          "dropped %" PRId64 " late events (late.policy=drop)", wf->late_dropped);
+        if (wf->ctx && (wf->n_writes || wf->n_deletes))
+                eddy_log(wf->ctx, LOG_INFO, "PROC",
+                         "entities written %" PRId64 ", deleted %" PRId64 ", woken by their "
+                         "windows sliding %" PRId64,
+                         wf->n_writes, wf->n_deletes, wf->n_timers);
         arena_free(&wf->arena);
         free(wf->map);
         free(wf->order);
