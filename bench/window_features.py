@@ -8,8 +8,9 @@ of U users at least once, the rest Zipf-distributed), with 4 features x 3 window
   (a) bench/bare_consumer: a bare librdkafka consumer reading the topic to its end;
   (b) eddy run window-features --from earliest --until end (exactly-once on: RocksDB state
       with state.sync=true, fenced Redis writes).
-Prints events/s, the ratio b/a, eddy's peak RSS and the number of entities in Redis (which
-must be U: all users had an event inside the 24 h window), and writes
+Prints events/s, the ratio b/a, eddy's peak RSS, events per CPU-second, how many entity
+writes the events cost (from the job's closing log line) and the number of entities in Redis
+(which must be U: all users had an event inside the 24 h window), and writes
 bench/out/window-features.json.
 """
 import argparse
@@ -107,11 +108,17 @@ def main():
         stop = re.search(r"stopped: events=(\d+) dead_lettered=(\d+) batches=(\d+)", elog)
         if not stop or int(stop.group(1)) != n or int(stop.group(2)):
             raise SystemExit("bench: eddy did not process all events cleanly:\n" + elog[-2000:])
+        # how many entity writes the events cost (windows sliding write entities again)
+        wr = re.search(r"entities written (\d+), deleted (\d+), woken by their windows sliding "
+                       r"(\d+)", elog)
+        writes = {"written": int(wr.group(1)), "deleted": int(wr.group(2)),
+                  "woken_by_windows": int(wr.group(3))} if wr else None
         client = rds.client(db=3)
         entities = sum(1 for _ in client.scan_iter(match="feat:*", count=10000))
         res = {"events": n, "users": args.users, "partitions": args.partitions,
                "features": FEATURES, "eddy_X": args.X,
-               "a_bare": a.stats(n), "b_eddy": b.stats(n), "entities_in_redis": entities}
+               "a_bare": a.stats(n), "b_eddy": b.stats(n), "entities_in_redis": entities,
+               "entity_writes": writes}
         res["ratio_b_a"] = round(res["b_eddy"]["events_per_s"] / res["a_bare"]["events_per_s"],
                                  3)
         print("window-features, %d events, %d users, %d partitions, 4 features x 3 windows"
@@ -120,6 +127,11 @@ def main():
               % (a.wall, res["a_bare"]["events_per_s"], res["a_bare"]["peak_rss_mib"]))
         print("(b) eddy (EOS)         %8.2f s  %9d ev/s  peak RSS %6.1f MiB  CPU %.2f s"
               % (b.wall, res["b_eddy"]["events_per_s"], res["b_eddy"]["peak_rss_mib"], b.cpu))
+        if writes:
+            print("entity writes: %d (%.2f per event), deleted %d, woken by windows sliding %d; "
+                  "events per CPU-second %d" % (writes["written"], writes["written"] / n,
+                                                writes["deleted"], writes["woken_by_windows"],
+                                                n / b.cpu if b.cpu else 0))
         print("b/a = %.3f (target >= 0.7); entities in Redis: %d (users: %d); eddy peak RSS "
               "%.1f MiB (target: 1M entities within 512 MiB)"
               % (res["ratio_b_a"], entities, args.users, res["b_eddy"]["peak_rss_mib"]))

@@ -2206,7 +2206,7 @@ static int kafka_conf_apply(eddy_ctx_t *ctx, rd_kafka_conf_t *conf, const char *
                      !strcmp(key, "partition.assignment.strategy") ||
                      !strcmp(key, "isolation.level") || !strcmp(key, "max.poll.interval.ms") ||
                      !strcmp(key, "group.instance.id") || !strncmp(key, "fetch.", 6) ||
-                     !strncmp(key, "enable.auto", 11)))
+                     !strncmp(key, "queued.", 7) || !strncmp(key, "enable.auto", 11)))
                         continue;
                 rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, key, eq + 1, e, sizeof(e));
                 if (res != RD_KAFKA_CONF_OK) {

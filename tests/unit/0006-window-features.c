@@ -545,6 +545,76 @@ static void test_examples(void **state)
         run_done(&w);
 }
 
+/* State written by the first encoding (version 1: hashes as varints, numbers as 8-byte
+ * doubles) is still read, timers included. */
+static size_t put_varint(unsigned char *b, uint64_t v)
+{
+        size_t n = 0;
+        while (v >= 0x80) {
+                b[n++] = (unsigned char)(v | 0x80);
+                v >>= 7;
+        }
+        b[n++] = (unsigned char)v;
+        return n;
+}
+
+static size_t put_double(unsigned char *b, double d)
+{
+        uint64_t u;
+        memcpy(&u, &d, 8);
+        for (int i = 0; i < 8; i++)
+                b[i] = (unsigned char)(u >> (8 * i));
+        return 8;
+}
+
+static void test_state_v1(void **state)
+{
+        (void)state;
+        run_t w;
+        run_init(&w, "[{\"name\":\"s\",\"agg\":\"sum\",\"windows\":[\"10s\"]},"
+                     "{\"name\":\"d\",\"agg\":\"distinct\",\"windows\":[\"10s\"]},"
+                     "{\"name\":\"m\",\"agg\":\"max\",\"windows\":[\"10s\"]}]");
+        static fake_t fk;
+        memset(&fk, 0, sizeof(fk));
+        eddy_ctx_t *ctx = open_ctx(&w, &fk);
+        /* e0: one tile (number 99 of the 1 s slide) with sum 7.5, one item, max 7.5; due at
+         * (99 + 10) * 1000 */
+        unsigned char v[64];
+        size_t n = 0;
+        n += put_varint(v + n, 1);          /* version */
+        n += put_varint(v + n, 109000 + 1); /* due + 1 */
+        n += put_varint(v + n, 1);          /* tiles */
+        n += put_varint(v + n, 99);         /* tile number */
+        n += put_varint(v + n, 1);          /* s: n */
+        n += put_double(v + n, 7.5);
+        n += put_varint(v + n, 1);                     /* d: n */
+        n += put_varint(v + n, 2);                     /* dn + 1 */
+        n += put_varint(v + n, 0xfedcba9876543210ULL); /* the item's hash */
+        n += put_varint(v + n, 1);                     /* m: n */
+        n += put_double(v + n, 7.5);
+        eddy_state_put(ctx, 0, "ee0", 3, v, n);
+        assert_int_equal(eddy__test_commit(ctx), 0);
+        eddy__test_close(ctx);
+
+        ctx = open_ctx(&w, &fk);
+        const char *evs[] = {
+            "{\"user_id\":\"e0\",\"ts\":100500,\"item_id\":\"i1\",\"value\":5}",
+            "{\"user_id\":\"e1\",\"ts\":109500,\"item_id\":\"i1\",\"value\":1}",
+        };
+        const char *want[][3] = {{"12.5", "2", "7.5"}, {"5", "1", "5"}};
+        for (int i = 0; i < 2; i++) {
+                assert_int_equal(eddy__test_feed(ctx, TOPIC, 0, i, "k", 1, evs[i], strlen(evs[i])),
+                                 0);
+                assert_int_equal(eddy__test_commit(ctx), 0);
+                assert_true(fk.h[0].present);
+                assert_int_equal(fk.h[0].nf, 3);
+                for (int f = 0; f < 3; f++)
+                        assert_string_equal(fk.h[0].val[f], want[i][f]);
+        }
+        eddy__test_close(ctx);
+        run_done(&w);
+}
+
 /* distinct: exact up to exact_max, then a HyperLogLog estimate within its error */
 static void test_distinct_hll(void **state)
 {
@@ -608,6 +678,7 @@ int main(void)
         const struct CMUnitTest window_features[] = {
             cmocka_unit_test_teardown(test_examples, remove_live_dirs),
             cmocka_unit_test_teardown(test_distinct_hll, remove_live_dirs),
+            cmocka_unit_test_teardown(test_state_v1, remove_live_dirs),
             cmocka_unit_test_teardown(test_random_streams, remove_live_dirs),
             cmocka_unit_test_teardown(test_crashes, remove_live_dirs),
             cmocka_unit_test_teardown(test_long_streams, remove_live_dirs),
