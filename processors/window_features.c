@@ -310,21 +310,10 @@ static uint64_t hash_id(const void *p, size_t n, uint64_t seed)
         return h;
 }
 
-/* The decimal text of @p v into out (at least 21 bytes); @returns its length. */
+/* The decimal text of @p v into out (at least 21 bytes), NUL-terminated; @returns its length. */
 static size_t fmt_i64(int64_t v, char *out)
 {
-        char tmp[24];
-        size_t n = 0;
-        uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-        do {
-                tmp[n++] = (char)('0' + u % 10);
-                u /= 10;
-        } while (u);
-        size_t len = 0;
-        if (v < 0)
-                out[len++] = '-';
-        while (n)
-                out[len++] = tmp[--n];
+        size_t len = eddy_json_i64(out, v);
         out[len] = '\0';
         return len;
 }

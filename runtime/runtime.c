@@ -27,6 +27,7 @@
 
 #include "codec.h"
 #include "config.h"
+#include "json.h"
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
@@ -573,23 +574,6 @@ static void next_src(eddy_ctx_t *ctx, int32_t p, int64_t *pos, int64_t *seq)
         *seq = sc->fseq;
 }
 
-/* Decimal text of @p v at @p p; @returns its length (at most 20). */
-static size_t fmt_i64(char *p, int64_t v)
-{
-        char tmp[24];
-        size_t n = 0;
-        uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-        do {
-                tmp[n++] = (char)('0' + u % 10);
-                u /= 10;
-        } while (u);
-        if (v < 0)
-                tmp[n++] = '-';
-        for (size_t i = 0; i < n; i++)
-                p[i] = tmp[n - 1 - i];
-        return n;
-}
-
 /* eddy.src: <input topics>/<partition>/<position>/<seq> (as snprintf would, without its cost:
  * one per output record). */
 static void src_header(eddy_ctx_t *ctx, int32_t partition, int64_t pos, int64_t seq, char *out,
@@ -604,11 +588,11 @@ static void src_header(eddy_ctx_t *ctx, int32_t partition, int64_t pos, int64_t 
         memcpy(out, ctx->src_topics, tl);
         char *p = out + tl;
         *p++ = '/';
-        p += fmt_i64(p, partition);
+        p += eddy_json_i64(p, partition);
         *p++ = '/';
-        p += fmt_i64(p, pos);
+        p += eddy_json_i64(p, pos);
         *p++ = '/';
-        p += fmt_i64(p, seq);
+        p += eddy_json_i64(p, seq);
         *p = '\0';
 }
 

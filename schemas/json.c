@@ -642,6 +642,22 @@ int eddy_json_members(const char *buf, size_t len, eddy_json_member_cb *cb, void
         return object_walk(buf, len, NULL, 0, NULL, cb, opaque, errstr, errstr_size);
 }
 
+size_t eddy_json_i64(char *dst, int64_t v)
+{
+        char tmp[24];
+        size_t n = 0;
+        uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+        do {
+                tmp[n++] = (char)('0' + u % 10);
+                u /= 10;
+        } while (u);
+        if (v < 0)
+                tmp[n++] = '-';
+        for (size_t i = 0; i < n; i++)
+                dst[i] = tmp[n - 1 - i];
+        return n;
+}
+
 size_t eddy_json_quote(char *dst, const void *s, size_t n)
 {
         static const char hex[] = "0123456789abcdef";

@@ -71,6 +71,9 @@ int eddy_json_members(const char *buf, size_t len, eddy_json_member_cb *cb, void
  */
 size_t eddy_json_quote(char *dst, const void *s, size_t n);
 
+/** The decimal text of @p v at @p dst (room for 20 bytes), without a NUL; @returns its length. */
+size_t eddy_json_i64(char *dst, int64_t v);
+
 /**
  * @brief Copy a STRING value into dst, decoding its escapes, and NUL-terminate it.
  * @returns the length (excluding the terminating NUL; \\u0000 yields embedded NUL bytes), or
