@@ -25,59 +25,8 @@ typedef struct eddy__schema_src_s {
 } eddy__schema_src_t;
 extern const eddy__schema_src_t eddy__schemas[];
 
-/* ---------------------------------------------------------------- encoding */
-
-void eddy_wbuf_put(eddy_wbuf_t *b, const void *p, size_t n)
-{
-        if (b->len + n > b->cap) {
-                b->cap = (b->len + n) * 2 + 64;
-                b->p = eddy__xrealloc(b->p, b->cap);
-        }
-        if (n && p)
-                memcpy(b->p + b->len, p, n);
-        b->len += n; /* with p NULL: n bytes the caller fills */
-}
-
-void eddy_wbuf_free(eddy_wbuf_t *b)
-{
-        free(b->p);
-        memset(b, 0, sizeof(*b));
-}
-
-void eddy_avro_long(eddy_wbuf_t *b, int64_t v)
-{
-        uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-        unsigned char out[10];
-        size_t n = 0;
-        do {
-                unsigned char c = z & 0x7f;
-                z >>= 7;
-                out[n++] = c | (z ? 0x80 : 0);
-        } while (z);
-        eddy_wbuf_put(b, out, n);
-}
-
-void eddy_avro_string(eddy_wbuf_t *b, const void *s, size_t n)
-{
-        eddy_avro_long(b, (int64_t)n);
-        eddy_wbuf_put(b, s, n);
-}
-
-void eddy_avro_double(eddy_wbuf_t *b, double v)
-{
-        uint64_t u;
-        memcpy(&u, &v, 8);
-        unsigned char out[8];
-        for (int i = 0; i < 8; i++)
-                out[i] = (unsigned char)(u >> (8 * i)); /* little-endian */
-        eddy_wbuf_put(b, out, 8);
-}
-
-void eddy_avro_bool(eddy_wbuf_t *b, int v)
-{
-        unsigned char c = v ? 1 : 0;
-        eddy_wbuf_put(b, &c, 1);
-}
+/* ---------------------------------------------------------------- encoding
+ * (eddy_wbuf_* and eddy_avro_long/string/double/bool live in schemas/avro_codec.c) */
 
 /* Decoding of row bodies, for ClickHouse's RowBinary. */
 typedef struct rd_s {

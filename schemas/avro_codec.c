@@ -33,16 +33,60 @@ const char *eddy_avro_reason(int err)
         return r[err];
 }
 
-/* ---------------------------------------------------------------- output buffer */
+/* ---------------------------------------------------------------- output buffer (warehouse.h)
+ * The growable buffer and the Avro encoding of primitives, here because every build that
+ * encodes Avro (the warehouse, the codec, the fuzz targets) links this file. */
 
-static void out_put(eddy_wbuf_t *b, const void *p, size_t n)
+void eddy_wbuf_put(eddy_wbuf_t *b, const void *p, size_t n)
 {
         if (b->len + n > b->cap) {
                 b->cap = (b->len + n) * 2 + 64;
                 b->p = eddy__xrealloc(b->p, b->cap);
         }
-        memcpy(b->p + b->len, p, n);
-        b->len += n;
+        if (n && p)
+                memcpy(b->p + b->len, p, n);
+        b->len += n; /* with p NULL: n bytes the caller fills */
+}
+
+void eddy_wbuf_free(eddy_wbuf_t *b)
+{
+        free(b->p);
+        memset(b, 0, sizeof(*b));
+}
+
+void eddy_avro_long(eddy_wbuf_t *b, int64_t v)
+{
+        uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+        unsigned char out[10];
+        size_t n = 0;
+        do {
+                unsigned char c = z & 0x7f;
+                z >>= 7;
+                out[n++] = c | (z ? 0x80 : 0);
+        } while (z);
+        eddy_wbuf_put(b, out, n);
+}
+
+void eddy_avro_string(eddy_wbuf_t *b, const void *s, size_t n)
+{
+        eddy_avro_long(b, (int64_t)n);
+        eddy_wbuf_put(b, s, n);
+}
+
+void eddy_avro_double(eddy_wbuf_t *b, double v)
+{
+        uint64_t u;
+        memcpy(&u, &v, 8);
+        unsigned char out[8];
+        for (int i = 0; i < 8; i++)
+                out[i] = (unsigned char)(u >> (8 * i)); /* little-endian */
+        eddy_wbuf_put(b, out, 8);
+}
+
+void eddy_avro_bool(eddy_wbuf_t *b, int v)
+{
+        unsigned char c = v ? 1 : 0;
+        eddy_wbuf_put(b, &c, 1);
 }
 
 static void out_c(eddy_wbuf_t *b, char c)
@@ -56,20 +100,7 @@ static void out_c(eddy_wbuf_t *b, char c)
 
 static void out_s(eddy_wbuf_t *b, const char *s)
 {
-        out_put(b, s, strlen(s));
-}
-
-static void out_long(eddy_wbuf_t *b, int64_t v)
-{
-        uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-        unsigned char o[10];
-        size_t n = 0;
-        do {
-                unsigned char c = z & 0x7f;
-                z >>= 7;
-                o[n++] = c | (z ? 0x80 : 0);
-        } while (z);
-        out_put(b, o, n);
+        eddy_wbuf_put(b, s, strlen(s));
 }
 
 /* ---------------------------------------------------------------- schemas */
@@ -866,7 +897,7 @@ static int room(dec_t *d, size_t n)
 static void emit(dec_t *d, const void *s, size_t n)
 {
         if (room(d, n))
-                out_put(d->out, s, n);
+                eddy_wbuf_put(d->out, s, n);
 }
 
 static const char hexd[] = "0123456789abcdef";
@@ -885,7 +916,7 @@ static void emit_str(dec_t *d, const unsigned char *s, size_t n, int latin1)
                 while (j < n && s[j] >= 0x20 && s[j] < 0x80 && s[j] != '"' && s[j] != '\\')
                         j++;
                 if (j > i)
-                        out_put(o, s + i, j - i);
+                        eddy_wbuf_put(o, s + i, j - i);
                 i = j;
                 if (i >= n)
                         break;
@@ -894,9 +925,9 @@ static void emit_str(dec_t *d, const unsigned char *s, size_t n, int latin1)
                         char e[6] = {'\\', 'u', '0', '0', hexd[c >> 4], hexd[c & 15]};
                         if (c == '"' || c == '\\') {
                                 e[1] = (char)c;
-                                out_put(o, e, 2);
+                                eddy_wbuf_put(o, e, 2);
                         } else {
-                                out_put(o, e, 6);
+                                eddy_wbuf_put(o, e, 6);
                         }
                         i++;
                         continue;
@@ -928,7 +959,7 @@ static void emit_str(dec_t *d, const unsigned char *s, size_t n, int latin1)
                         derr(d, EDDY_AVRO_TYPE, "a string that is not UTF-8");
                         return;
                 }
-                out_put(o, s + i, len);
+                eddy_wbuf_put(o, s + i, len);
                 i += len;
         }
         out_c(o, '"');
@@ -1266,16 +1297,16 @@ static int enc_latin1(enc_t *e, json_t *v, size_t want)
                         c = ((c & 0x1f) << 6) | (s[++i] & 0x3f);
                 }
                 unsigned char b = (unsigned char)c;
-                out_put(&tmp, &b, 1);
+                eddy_wbuf_put(&tmp, &b, 1);
         }
         if (want != (size_t)-1 && tmp.len != want) {
                 free(tmp.p);
                 return eerr(e, "fixed: wrong size");
         }
         if (want == (size_t)-1)
-                out_long(e->out, (int64_t)tmp.len);
+                eddy_avro_long(e->out, (int64_t)tmp.len);
         if (tmp.len)
-                out_put(e->out, tmp.p, tmp.len);
+                eddy_wbuf_put(e->out, tmp.p, tmp.len);
         free(tmp.p);
         return 0;
 }
@@ -1299,7 +1330,7 @@ static int enc(enc_t *e, const node_t *n, json_t *v, int depth)
                 json_int_t i = json_integer_value(v);
                 if (n->t == T_INT && (i < INT32_MIN || i > INT32_MAX))
                         return eerr(e, "an int out of range");
-                out_long(e->out, (int64_t)i);
+                eddy_avro_long(e->out, (int64_t)i);
                 return 0;
         }
         case T_FLOAT:
@@ -1307,28 +1338,23 @@ static int enc(enc_t *e, const node_t *n, json_t *v, int depth)
                 if (!json_is_number(v))
                         return eerr(e, "expected a number");
                 double x = json_number_value(v);
-                unsigned char b[8];
                 if (n->t == T_FLOAT) {
                         float f = (float)x;
                         uint32_t u;
                         memcpy(&u, &f, 4);
+                        unsigned char b[4];
                         for (int i = 0; i < 4; i++)
                                 b[i] = (unsigned char)(u >> (8 * i));
-                        out_put(e->out, b, 4);
+                        eddy_wbuf_put(e->out, b, 4);
                 } else {
-                        uint64_t u;
-                        memcpy(&u, &x, 8);
-                        for (int i = 0; i < 8; i++)
-                                b[i] = (unsigned char)(u >> (8 * i));
-                        out_put(e->out, b, 8);
+                        eddy_avro_double(e->out, x);
                 }
                 return 0;
         }
         case T_STRING:
                 if (!json_is_string(v))
                         return eerr(e, "expected a string");
-                out_long(e->out, (int64_t)json_string_length(v));
-                out_put(e->out, json_string_value(v), json_string_length(v));
+                eddy_avro_string(e->out, json_string_value(v), json_string_length(v));
                 return 0;
         case T_BYTES:
         case T_FIXED:
@@ -1339,7 +1365,7 @@ static int enc(enc_t *e, const node_t *n, json_t *v, int depth)
                 if (json_is_string(v))
                         for (size_t i = 0; i < n->nsyms; i++)
                                 if (!strcmp(n->syms[i], json_string_value(v))) {
-                                        out_long(e->out, (int64_t)i);
+                                        eddy_avro_long(e->out, (int64_t)i);
                                         return 0;
                                 }
                 return eerr(e, "expected a symbol of the enum");
@@ -1348,7 +1374,7 @@ static int enc(enc_t *e, const node_t *n, json_t *v, int depth)
                         return eerr(e, "expected an array");
                 size_t cnt = json_array_size(v);
                 if (cnt)
-                        out_long(e->out, (int64_t)cnt);
+                        eddy_avro_long(e->out, (int64_t)cnt);
                 for (size_t i = 0; i < cnt; i++)
                         if (enc(e, n->items, json_array_get(v, i), depth + 1))
                                 return -1;
@@ -1360,13 +1386,13 @@ static int enc(enc_t *e, const node_t *n, json_t *v, int depth)
                         return eerr(e, "expected an object");
                 size_t cnt = json_object_size(v);
                 if (cnt)
-                        out_long(e->out, (int64_t)cnt);
+                        eddy_avro_long(e->out, (int64_t)cnt);
                 const char *k;
                 json_t *x;
                 json_object_foreach(v, k, x)
                 {
-                        out_long(e->out, (int64_t)strlen(k));
-                        out_put(e->out, k, strlen(k));
+                        eddy_avro_long(e->out, (int64_t)strlen(k));
+                        eddy_wbuf_put(e->out, k, strlen(k));
                         if (enc(e, n->items, x, depth + 1))
                                 return -1;
                 }
@@ -1397,7 +1423,7 @@ static int enc(enc_t *e, const node_t *n, json_t *v, int depth)
                 int quiet = e->quiet;
                 e->quiet = 1;
                 for (size_t i = 0; i < n->nbr; i++) {
-                        out_long(e->out, (int64_t)i);
+                        eddy_avro_long(e->out, (int64_t)i);
                         if (enc(e, n->br[i], v, depth + 1) == 0) {
                                 e->quiet = quiet;
                                 return 0;
@@ -1450,5 +1476,5 @@ void eddy_avro_confluent_header(eddy_wbuf_t *out, int32_t id)
         unsigned char h[EDDY_AVRO_CONFLUENT_HDR] = {
             0, (unsigned char)((uint32_t)id >> 24), (unsigned char)((uint32_t)id >> 16),
             (unsigned char)((uint32_t)id >> 8), (unsigned char)id};
-        out_put(out, h, sizeof(h));
+        eddy_wbuf_put(out, h, sizeof(h));
 }
