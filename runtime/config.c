@@ -7,6 +7,7 @@
  * takes its value whole, object or not. */
 #include "config.h"
 #include "log.h"
+#include "state.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -36,6 +37,9 @@ const eddy_prop_t eddy_rt_props[] = {
     {"state.sync", EDDY_PROP_BOOL, "true", 0, 1, RT(state_sync),
      "fsync the RocksDB WAL at every commit (survives a machine crash, not only a process "
      "crash)"},
+    {"state.compression", EDDY_PROP_STR, "none", 0, 0, RT(state_compression),
+     "Compression of the state's RocksDB files below L0: none, lz4 or zstd (less disk, more "
+     "CPU in compactions)"},
     {"state.missing", EDDY_PROP_STR, "earliest", 0, 0, RT(state_missing),
      "Where to start a partition this state.dir has no offset for: earliest (rebuild state "
      "from the log), latest, or fail"},
@@ -521,6 +525,12 @@ static int conf_load(const char *path, char **overrides, int noverrides, const c
                          path ? path : "-X", rt->state_missing);
                 return -1;
         }
+        if (eddy_rt_compression(rt) < 0) {
+                snprintf(errstr, errstr_size,
+                         "%s: state.compression: expected none, lz4 or zstd, got \"%s\"",
+                         path ? path : "-X", rt->state_compression);
+                return -1;
+        }
         if (strcmp(rt->log_format, "logfmt") && strcmp(rt->log_format, "json")) {
                 snprintf(errstr, errstr_size, "%s: log.format: expected logfmt or json, got \"%s\"",
                          path ? path : "-X", rt->log_format);
@@ -600,6 +610,20 @@ void eddy_conf_print(FILE *fp, const char *title, const eddy_prop_t *props, int 
                 fputc('\n', fp);
         else
                 fputc('\n', fp);
+}
+
+int eddy_rt_compression(const eddy_rtconf_t *rt)
+{
+        static const struct {
+                const char *name;
+                int codec;
+        } codecs[] = {{"none", EDDY_STATE_COMPRESS_NONE},
+                      {"lz4", EDDY_STATE_COMPRESS_LZ4},
+                      {"zstd", EDDY_STATE_COMPRESS_ZSTD}};
+        for (size_t i = 0; i < sizeof(codecs) / sizeof(codecs[0]); i++)
+                if (rt->state_compression && !strcmp(rt->state_compression, codecs[i].name))
+                        return codecs[i].codec;
+        return -1;
 }
 
 int eddy_conf_secret_key(const char *key)

@@ -14,6 +14,7 @@ typedef struct eddy_rtconf_s {
         int64_t state_cache_mb, state_block_cache_mb, state_write_buffer_mb;
         int state_sync;
         char *state_missing;
+        char *state_compression;
         int64_t batch_max_events, batch_max_ms;
         char *redis_url;
         int64_t redis_timeout_ms, redis_chunk_keys;
@@ -65,6 +66,9 @@ int eddy_conf_load(const char *path, char **overrides, int noverrides, const cha
 int eddy_conf_load_proc(const char *path, char **overrides, int noverrides,
                         const eddy_processor_t *proc, eddy_rtconf_t *rt, void *pconf, char *errstr,
                         size_t errstr_size);
+
+/** @returns state.compression as an EDDY_STATE_COMPRESS_* value, or -1 if it names none. */
+int eddy_rt_compression(const eddy_rtconf_t *rt);
 
 /** Frees the heap fields of a struct filled from @p props. */
 void eddy_conf_free(const eddy_prop_t *props, void *conf);

@@ -2839,7 +2839,8 @@ static int ctx_init(eddy_ctx_t *ctx, const eddy_job_args_t *a, int want_kafka, i
         ctx->replay = a->from || a->until;
 
         eddy_state_opts_t so = {ctx->rt.state_cache_mb, ctx->rt.state_block_cache_mb,
-                                ctx->rt.state_write_buffer_mb, ctx->rt.state_sync};
+                                ctx->rt.state_write_buffer_mb, ctx->rt.state_sync,
+                                eddy_rt_compression(&ctx->rt)};
         ctx->st = eddy_state_open(ctx->rt.state_dir, &so, err, sizeof(err));
         if (!ctx->st) {
                 eddy__log(&ctx->lg, LOG_ERR, "STATE", "%s", err);

@@ -11,8 +11,11 @@ typedef struct eddy_state_opts_s {
         int64_t cache_mb;       /* budget of the in-memory cache of state entries */
         int64_t block_cache_mb; /* RocksDB block cache */
         int64_t write_buffer_mb;
-        int sync; /* fsync the WAL at each commit */
+        int sync;        /* fsync the WAL at each commit */
+        int compression; /* of the levels below L0: EDDY_STATE_COMPRESS_* (0: none) */
 } eddy_state_opts_t;
+
+enum { EDDY_STATE_COMPRESS_NONE, EDDY_STATE_COMPRESS_LZ4, EDDY_STATE_COMPRESS_ZSTD };
 
 /**
  * @brief Open (creating if needed) the store in @p dir.

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "state.h"
 #include "keyset.h"
 
 /* ---------------------------------------------------------------- keyset */
@@ -537,6 +538,20 @@ static void test_conf_state_missing(void **state)
 {
         expect_error("{\"state.missing\": \"sometimes\"}", NULL, 0, "state.missing", "sometimes",
                      "earliest", NULL);
+        expect_error("{\"state.compression\": \"snappy\"}", NULL, 0, "state.compression", "snappy",
+                     "none, lz4 or zstd", NULL);
+        conf_t c;
+        load(&c, write_conf("{}"), NULL, 0, "like-counter", "likes");
+        assert_int_equal(c.rc, 0);
+        assert_int_equal(eddy_rt_compression(&c.rt), EDDY_STATE_COMPRESS_NONE);
+        conf_free(&c);
+        char *x[] = {"state.compression=zstd"};
+        load(&c, write_conf("{\"state.compression\": \"lz4\"}"), NULL, 0, "like-counter", "likes");
+        assert_int_equal(eddy_rt_compression(&c.rt), EDDY_STATE_COMPRESS_LZ4);
+        conf_free(&c);
+        load(&c, write_conf("{\"state.compression\": \"lz4\"}"), x, 1, "like-counter", "likes");
+        assert_int_equal(eddy_rt_compression(&c.rt), EDDY_STATE_COMPRESS_ZSTD);
+        conf_free(&c);
 }
 
 /* One key given twice through flattening ({"redis": {"url"}} and "redis.url") is a duplicate
