@@ -2,11 +2,12 @@
  *
  * The file is one JSON object. Nested objects are flattened into dotted keys, so
  * {"redis": {"url": ...}} and {"redis.url": ...} mean the same. Keys under "kafka." go to
- * librdkafka unchanged. Every other key must be a row of the runtime's table or of the
- * processor's; anything else is an error, never a silent default. A processor's JSON key
- * takes its value whole, object or not. */
+ * librdkafka unchanged, keys under "rocksdb." to RocksDB's options parser. Every other key must be
+ * a row of the runtime's table or of the processor's; anything else is an error, never a silent
+ * default. A processor's JSON key takes its value whole, object or not. */
 #include "config.h"
 #include "log.h"
+#include "mem.h"
 #include "state.h"
 
 #include <errno.h>
@@ -373,7 +374,9 @@ static int route(const char *key, json_t *jv, const char *tv, const char *src, e
                 }
         if (seen)
                 list_add(seen, key, strlen(key));
-        if (!strncmp(key, "kafka.", 6) && !find(eddy_rt_props, key)) {
+        int rocks = !strncmp(key, "rocksdb.", 8);
+        if ((rocks || !strncmp(key, "kafka.", 6)) && !find(eddy_rt_props, key)) {
+                size_t plen = rocks ? 8 : 6;
                 char buf[4096];
                 const char *v = tv;
                 if (jv) {
@@ -388,17 +391,18 @@ static int route(const char *key, json_t *jv, const char *tv, const char *src, e
                         else {
                                 snprintf(errstr, errstr_size,
                                          "%s: %s: expected a string, number or boolean "
-                                         "(librdkafka property)",
-                                         src, key);
+                                         "(%s)",
+                                         src, key,
+                                         rocks ? "RocksDB option" : "librdkafka property");
                                 return -1;
                         }
                 }
                 char kv[8192];
-                if (snprintf(kv, sizeof(kv), "%s=%s", key + 6, v) >= (int)sizeof(kv)) {
+                if (snprintf(kv, sizeof(kv), "%s=%s", key + plen, v) >= (int)sizeof(kv)) {
                         snprintf(errstr, errstr_size, "%s: %s: value too long", src, key);
                         return -1;
                 }
-                list_add(&rt->kafka, kv, strlen(kv));
+                list_add(rocks ? &rt->rocksdb : &rt->kafka, kv, strlen(kv));
                 return 0;
         }
         const eddy_prop_t *p = find(eddy_rt_props, key);
@@ -525,6 +529,15 @@ static int conf_load(const char *path, char **overrides, int noverrides, const c
                          path ? path : "-X", rt->state_missing);
                 return -1;
         }
+        for (size_t i = 0; i < rt->rocksdb.n; i++) {
+                char why[512];
+                if (eddy_state_check_options(rt->rocksdb.v[i], why, sizeof(why))) {
+                        const char *kv = rt->rocksdb.v[i];
+                        snprintf(errstr, errstr_size, "%s: rocksdb.%.*s: %s", path ? path : "-X",
+                                 (int)(strchr(kv, '=') - kv), kv, why);
+                        return -1;
+                }
+        }
         if (eddy_rt_compression(rt) < 0) {
                 snprintf(errstr, errstr_size,
                          "%s: state.compression: expected none, lz4 or zstd, got \"%s\"",
@@ -563,8 +576,10 @@ void eddy_conf_free(const eddy_prop_t *props, void *conf)
                         list_free((eddy_strlist_t *)(base + p->offset));
                 }
         }
-        if (props == eddy_rt_props)
+        if (props == eddy_rt_props) {
                 list_free(&((eddy_rtconf_t *)conf)->kafka);
+                list_free(&((eddy_rtconf_t *)conf)->rocksdb);
+        }
 }
 
 int eddy_conf_load(const char *path, char **overrides, int noverrides, const char *proc_name,
@@ -610,6 +625,30 @@ void eddy_conf_print(FILE *fp, const char *title, const eddy_prop_t *props, int 
                 fputc('\n', fp);
         else
                 fputc('\n', fp);
+}
+
+char *eddy_rt_rocksdb_options(const eddy_rtconf_t *rt)
+{
+        size_t size = 1;
+        for (size_t i = 0; i < rt->rocksdb.n; i++)
+                size += strlen(rt->rocksdb.v[i]) + 1;
+        char *s = eddy__xrealloc(NULL, size), *p = s;
+        for (size_t i = 0; i < rt->rocksdb.n; i++) {
+                const char *kv = rt->rocksdb.v[i];
+                size_t nl = (size_t)(strchr(kv, '=') - kv);
+                int later = 0; /* a later setting of the same option wins: give only that one */
+                for (size_t j = i + 1; j < rt->rocksdb.n && !later; j++)
+                        later = !strncmp(rt->rocksdb.v[j], kv, nl + 1);
+                if (later)
+                        continue;
+                if (p > s)
+                        *p++ = ';';
+                size_t n = strlen(kv);
+                memcpy(p, kv, n);
+                p += n;
+        }
+        *p = '\0';
+        return s;
 }
 
 int eddy_rt_compression(const eddy_rtconf_t *rt)
@@ -748,5 +787,9 @@ void eddy_conf_print_values(FILE *fp, const eddy_rtconf_t *rt, const eddy_prop_t
                 fprintf(fp, "  %-24s = ", key);
                 print_redacted(fp, key, eq + 1, 0);
                 fputc('\n', fp);
+        }
+        for (size_t i = 0; i < rt->rocksdb.n; i++) {
+                const char *kv = rt->rocksdb.v[i], *eq = strchr(kv, '=');
+                fprintf(fp, "  rocksdb.%-16.*s = %s\n", (int)(eq - kv), kv, eq + 1);
         }
 }

@@ -47,7 +47,8 @@ typedef struct eddy_rtconf_s {
         int64_t sr_request_timeout_ms, sr_timeout_ms, sr_backoff_ms, sr_backoff_max_ms;
         int64_t sr_cache_max;
         char *output_format, *output_avro_schema;
-        eddy_strlist_t kafka; /* "key=value" pairs for rd_kafka_conf_set, in order */
+        eddy_strlist_t kafka;   /* "key=value" pairs for rd_kafka_conf_set, in order */
+        eddy_strlist_t rocksdb; /* "name=value" RocksDB options (rocksdb.*), in order */
 } eddy_rtconf_t;
 
 extern const eddy_prop_t eddy_rt_props[];
@@ -66,6 +67,10 @@ int eddy_conf_load(const char *path, char **overrides, int noverrides, const cha
 int eddy_conf_load_proc(const char *path, char **overrides, int noverrides,
                         const eddy_processor_t *proc, eddy_rtconf_t *rt, void *pconf, char *errstr,
                         size_t errstr_size);
+
+/** @returns the rocksdb.* keys as one RocksDB options string ("a=1;b=2"; the last setting of
+ *  an option only), heap, for eddy_state_opts_t.rocksdb_options. */
+char *eddy_rt_rocksdb_options(const eddy_rtconf_t *rt);
 
 /** @returns state.compression as an EDDY_STATE_COMPRESS_* value, or -1 if it names none. */
 int eddy_rt_compression(const eddy_rtconf_t *rt);

@@ -105,7 +105,11 @@ static int list_config(const eddy_processor_t *proc, int md, const char *conf_pa
         if (md)
                 printf("Keys under `kafka.` go to librdkafka unchanged (see its "
                        "CONFIGURATION.md); `-X kafka.bootstrap.servers=...` overrides "
-                       "one. Values of keys ending in `password` or `secret` (and "
+                       "one. Keys under `rocksdb.` are RocksDB options by their names in "
+                       "RocksDB's OPTIONS file (`rocksdb.level0_file_num_compaction_trigger`, "
+                       "`rocksdb.max_write_buffer_number`, ...), applied over eddy's own "
+                       "settings of the state store; one RocksDB does not know, or a bad value, "
+                       "is an error at load. Values of keys ending in `password` or `secret` (and "
                        "`kafka.ssl.key.pem`, `kafka.sasl.oauthbearer.config`), and passwords "
                        "in URLs, are never printed: not in logs, metrics or `--list-config`.\n");
         if (!conf_path && nx == 0)

@@ -2838,10 +2838,12 @@ static int ctx_init(eddy_ctx_t *ctx, const eddy_job_args_t *a, int want_kafka, i
         ctx->src_topics = (char *)src.p;
         ctx->replay = a->from || a->until;
 
-        eddy_state_opts_t so = {ctx->rt.state_cache_mb, ctx->rt.state_block_cache_mb,
+        char *rocks = eddy_rt_rocksdb_options(&ctx->rt);
+        eddy_state_opts_t so = {ctx->rt.state_cache_mb,        ctx->rt.state_block_cache_mb,
                                 ctx->rt.state_write_buffer_mb, ctx->rt.state_sync,
-                                eddy_rt_compression(&ctx->rt)};
+                                eddy_rt_compression(&ctx->rt), rocks};
         ctx->st = eddy_state_open(ctx->rt.state_dir, &so, err, sizeof(err));
+        free(rocks);
         if (!ctx->st) {
                 eddy__log(&ctx->lg, LOG_ERR, "STATE", "%s", err);
                 return 1;

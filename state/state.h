@@ -11,8 +11,9 @@ typedef struct eddy_state_opts_s {
         int64_t cache_mb;       /* budget of the in-memory cache of state entries */
         int64_t block_cache_mb; /* RocksDB block cache */
         int64_t write_buffer_mb;
-        int sync;        /* fsync the WAL at each commit */
-        int compression; /* of the levels below L0: EDDY_STATE_COMPRESS_* (0: none) */
+        int sync;                    /* fsync the WAL at each commit */
+        int compression;             /* of the levels below L0: EDDY_STATE_COMPRESS_* (0: none) */
+        const char *rocksdb_options; /* "name=value;..." over eddy's own (NULL: none) */
 } eddy_state_opts_t;
 
 enum { EDDY_STATE_COMPRESS_NONE, EDDY_STATE_COMPRESS_LZ4, EDDY_STATE_COMPRESS_ZSTD };
@@ -24,6 +25,9 @@ enum { EDDY_STATE_COMPRESS_NONE, EDDY_STATE_COMPRESS_LZ4, EDDY_STATE_COMPRESS_ZS
  */
 eddy_state_t *eddy_state_open(const char *dir, const eddy_state_opts_t *opts, char *errstr,
                               size_t errstr_size);
+/** @returns 0 if RocksDB takes @p options ("name=value;..."), else -1 with its message. */
+int eddy_state_check_options(const char *options, char *errstr, size_t errstr_size);
+
 /** @brief Close without committing what is pending. NULL is a no-op. */
 void eddy_state_close(eddy_state_t *st);
 

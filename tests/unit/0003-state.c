@@ -1117,6 +1117,40 @@ static void test_compression(void **state)
         store_free(&s);
 }
 
+/* rocksdb.* options go over eddy's own (L0 compaction trigger 8); a bad one stops the open
+ * with RocksDB's message and leaves the store as it was. */
+static void test_rocksdb_options(void **state)
+{
+        store_t s;
+        store_init(&s, 16);
+        char line[512];
+        options_line(s.dir, "level0_file_num_compaction_trigger", line, sizeof(line));
+        assert_non_null(strstr(line, "level0_file_num_compaction_trigger=8"));
+        put_s(&s, 2, "k", "v");
+        store_commit(&s);
+        eddy_state_close(s.st);
+        s.opts.rocksdb_options = "level0_file_num_compaction_trigger=16;max_write_buffer_number=5";
+        store_open(&s);
+        options_line(s.dir, "level0_file_num_compaction_trigger", line, sizeof(line));
+        assert_non_null(strstr(line, "level0_file_num_compaction_trigger=16"));
+        options_line(s.dir, "max_write_buffer_number", line, sizeof(line));
+        assert_non_null(strstr(line, "max_write_buffer_number=5"));
+        expect_s(&s, 2, "k", "v");
+        eddy_state_close(s.st);
+        char err[512] = "";
+        s.opts.rocksdb_options = "no_such_option=1";
+        assert_null(eddy_state_open(s.dir, &s.opts, err, sizeof(err)));
+        assert_non_null(strstr(err, "no_such_option"));
+        assert_int_equal(eddy_state_check_options("no_such_option=1", err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "no_such_option"));
+        assert_int_equal(eddy_state_check_options("write_buffer_size=1048576", err, sizeof(err)),
+                         0);
+        s.opts.rocksdb_options = NULL;
+        store_open(&s);
+        expect_s(&s, 2, "k", "v");
+        store_free(&s);
+}
+
 /* Opening a state.dir that is a file fails with a message. */
 static void test_open_errors(void **state)
 {
@@ -1148,6 +1182,7 @@ int main(void)
             cmocka_unit_test_teardown(test_random_against_model, remove_live_dirs),
             cmocka_unit_test_teardown(test_open_errors, remove_live_dirs),
             cmocka_unit_test_teardown(test_compression, remove_live_dirs),
+            cmocka_unit_test_teardown(test_rocksdb_options, remove_live_dirs),
         };
         return cmocka_run_group_tests_name("state store", state_store, NULL, NULL);
 }

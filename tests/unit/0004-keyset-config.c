@@ -554,6 +554,33 @@ static void test_conf_state_missing(void **state)
         conf_free(&c);
 }
 
+/* rocksdb.* keys reach RocksDB's options parser (the last setting of an option wins); one it
+ * does not know is an error at load, naming the file and the key. */
+static void test_conf_rocksdb(void **state)
+{
+        conf_t c;
+        char *x[] = {"rocksdb.level0_file_num_compaction_trigger=12"};
+        load(&c,
+             write_conf("{\"rocksdb\": {\"level0_file_num_compaction_trigger\": 16, "
+                        "\"max_write_buffer_number\": \"5\"}}"),
+             x, 1, "like-counter", "likes");
+        assert_int_equal(c.rc, 0);
+        char *s = eddy_rt_rocksdb_options(&c.rt);
+        assert_string_equal(s, "max_write_buffer_number=5;level0_file_num_compaction_trigger=12");
+        free(s);
+        conf_free(&c);
+        load(&c, write_conf("{}"), NULL, 0, "like-counter", "likes");
+        s = eddy_rt_rocksdb_options(&c.rt);
+        assert_string_equal(s, "");
+        free(s);
+        conf_free(&c);
+        expect_error("{\"rocksdb.no_such_option\": 1}", NULL, 0, "rocksdb.no_such_option", NULL);
+        expect_error("{\"rocksdb.write_buffer_size\": \"lots\"}", NULL, 0,
+                     "rocksdb.write_buffer_size", NULL);
+        expect_error("{\"rocksdb.write_buffer_size\": [1]}", NULL, 0, "rocksdb.write_buffer_size",
+                     "RocksDB option", NULL);
+}
+
 /* One key given twice through flattening ({"redis": {"url"}} and "redis.url") is a duplicate
  * too: the file says two things, and one of them would be dropped without a word. */
 static void test_conf_duplicate_after_flattening(void **state)
@@ -756,6 +783,7 @@ int main(void)
             cmocka_unit_test(test_conf_bad_values),
             cmocka_unit_test(test_conf_bad_files),
             cmocka_unit_test(test_conf_state_missing),
+            cmocka_unit_test(test_conf_rocksdb),
             cmocka_unit_test(test_conf_duplicate_after_flattening),
             cmocka_unit_test(test_conf_processor_name),
             cmocka_unit_test(test_conf_derived_defaults),
