@@ -2035,12 +2035,21 @@ static const char *const wf_tables[] = {"feature_update", NULL};
 
 static const char *const wf_inputs[] = {"activity_event", NULL};
 
-/* librdkafka holds up to queued.max.messages.kbytes of prefetched records (64 MiB by the
- * runtime's default), and several times that in per-record overhead: with ~130-byte events
- * that was ~250 MiB of the bench's peak RSS. A batch of this processor costs far more than
- * reading it, so 16 MiB (~120k such events, seconds of work here) keeps the job fed. */
-static const char *const wf_runtime_defaults[] = {"kafka.queued.max.messages.kbytes", "16384",
-                                                  NULL};
+/* Two runtime defaults, for memory (the bench's 1M entities within 512 MiB):
+ * - kafka.queued.max.messages.kbytes: librdkafka 2.0.2 checks it against the partition's
+ *   fetch queue, and rd_kafka_q_size() of a forwarded queue is the size of the consumer's
+ *   queue, so it bounds the prefetch of all partitions together, payload only: at 16 MiB
+ *   librdkafka held ~65 MiB (its per-record ops and the fetch buffers) in an arena of
+ *   ~80 MiB. 8 MiB (~60k events, about two seconds of work here) kept the job fed in the
+ *   bench; 4 MiB doubled its wait in poll, 2 MiB starved it.
+ * - batch.max.events: a batch's working set is per written entity, not per event: the
+ *   decoded entities (~1 KiB each in the arena), the outbox entry (a 12-field hash each)
+ *   and the RocksDB write batch, and up to three batches are alive at once (the one being
+ *   built, two queued for the committer). 20000 events make ~45k entity writes, ~100 MiB
+ *   of them; 10000 halve it, at no cost measured: the committer (Redis) sets the pace,
+ *   and the main thread waited for it half of the time either way. */
+static const char *const wf_runtime_defaults[] = {"kafka.queued.max.messages.kbytes", "8192",
+                                                  "batch.max.events", "10000", NULL};
 
 const eddy_processor_t eddy_window_features = {
     .abi_version = EDDY_ABI_VERSION,
