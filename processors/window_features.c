@@ -2045,9 +2045,10 @@ static const char *const wf_inputs[] = {"activity_event", NULL};
  * - batch.max.events: a batch's working set is per written entity, not per event: the
  *   decoded entities (~1 KiB each in the arena), the outbox entry (a 12-field hash each)
  *   and the RocksDB write batch, and up to three batches are alive at once (the one being
- *   built, two queued for the committer). 20000 events make ~45k entity writes, ~100 MiB
- *   of them; 10000 halve it, at no cost measured: the committer (Redis) sets the pace,
- *   and the main thread waited for it half of the time either way. */
+ *   built, two queued for the committer). In the bench 20000 events made ~45k entity
+ *   writes and these buffers ~165 MiB at the peak; 10000, ~90 MiB, at no CPU cost measured:
+ *   the committer (Redis) sets the pace, the main thread waited for it half of the time
+ *   either way. */
 static const char *const wf_runtime_defaults[] = {"kafka.queued.max.messages.kbytes", "8192",
                                                   "batch.max.events", "10000", NULL};
 
