@@ -348,18 +348,17 @@ static int lc_reconcile(void *self, eddy_ctx_t *ctx, int32_t partition,
         return r.err ? -1 : 0;
 }
 
-/* Membership keys are written once and rarely again: each memtable insert walks a skiplist
- * whose depth grows with the memtable, and most of the committer's time is those inserts.
- * A 4 MiB memtable (make bench, 2M events, four pairs of runs: 169k/203k/202k/179k events
- * per CPU-second against 148k/163k/183k/171k with 8 MiB; 32 MiB was slower still, and 2 MiB
- * no better: the flushes and compactions it adds cost what its shallower skiplist saves). */
-/* Batches of up to 100,000 events (the runtime's default is 20,000): a batch writes each
- * post's count once and each membership key once however many of its events touched them,
- * and pays its two fsyncs and its Redis fence once. The bench's 2M events, pairs of runs
- * against 20,000: 50,000 took 10.94/9.84/9.27 CPU-s against 14.31/11.85/11.90, 100,000
- * 11.00/10.24 against 13.77/12.80, and 100,000 beat 50,000 in two more pairs (9.19/10.03
- * against 10.70/11.11); peak RSS within 15 MiB. batch.max.ms still closes a batch after
- * 100 ms, so a live job's latency is what it was: only catching up fills one. */
+/* Two runtime defaults, both measured with make bench (2M events, pairs of runs):
+ * - state.write.buffer.mb 4: membership keys are written once and rarely again, and each
+ *   memtable insert walks a skiplist whose depth grows with the memtable: 169k/203k/202k/179k
+ *   events per CPU-second against 148k/163k/183k/171k with 8 MiB; 32 MiB was slower still,
+ *   and 2 MiB no better (the flushes and compactions it adds cost what it saves).
+ * - batch.max.events 100000 (the runtime's is 20000): a batch writes each post's count and
+ *   each membership key once however many of its events touched them, and pays its two
+ *   fsyncs and its Redis fence once. Against 20000: 50000 took 10.94/9.84/9.27 CPU-s against
+ *   14.31/11.85/11.90, 100000 11.00/10.24 against 13.77/12.80, and 100000 beat 50000 in two
+ *   more pairs (9.19/10.03 against 10.70/11.11); peak RSS within 15 MiB. batch.max.ms still
+ *   closes a batch after 100 ms, so a live job's latency is what it was. */
 static const char *const lc_runtime_defaults[] = {"state.write.buffer.mb", "4", "batch.max.events",
                                                   "100000", NULL};
 

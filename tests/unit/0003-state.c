@@ -1055,7 +1055,7 @@ static void test_random_against_model(void **state)
         }
 }
 
-/* The compression line RocksDB recorded in the newest OPTIONS file of @p dir. */
+/* The first line setting option @p name in the newest OPTIONS file RocksDB wrote in @p dir. */
 static void options_line(const char *dir, const char *name, char *out, size_t outsz)
 {
         char cmd[256];
