@@ -1808,7 +1808,7 @@ static int commit_batch(eddy_ctx_t *ctx)
                 pthread_mutex_unlock(&ctx->mu);
                 if (j->entry.cap < need) {
                         free(j->entry.p);
-                        j->entry.p = eddy__xrealloc(NULL, need);
+                        j->entry.p = eddy_state_outbox_buf(need); /* to the disk uncopied */
                         j->entry.cap = need;
                 }
                 j->entry.len = 0;

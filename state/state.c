@@ -47,9 +47,10 @@ typedef struct slot_s {
 
 /* An outbox entry on its way to its segment file, and a segment's live entry count. */
 typedef struct obx_put_s {
-        uint64_t seq, seg, off;
+        uint64_t seq, seg, off; /* off: the header's */
         const void *p;
         size_t len;
+        int direct; /* laid out for O_DIRECT: the entry starts a block */
 } obx_put_t;
 
 typedef struct seg_s {
@@ -106,6 +107,10 @@ struct eddy_state_s {
         size_t ndones, dones_cap;
         int seg_fd;
         uint64_t seg_fd_first;
+        int direct;              /* entries laid out for O_DIRECT (state.sync); 0 once refused */
+        unsigned char *obx_blk;  /* the header block of an O_DIRECT write (OBX_ALIGN bytes) */
+        unsigned char *obx_tail; /* an entry's unaligned rest, padded (O_DIRECT) */
+        size_t tail_cap;
         seg_t *segs;
         size_t nsegs, segs_cap;
 
@@ -304,6 +309,7 @@ eddy_state_t *eddy_state_open(const char *dir, const eddy_state_opts_t *o, char 
         st->wopts = rocksdb_writeoptions_create();
         rocksdb_writeoptions_set_sync(st->wopts, o->sync);
         st->sync = o->sync;
+        st->direct = o->sync;
         st->wb = rocksdb_writebatch_create();
         rocksdb_writeoptions_set_memtable_insert_hint_per_batch(st->wopts, 1);
         st->budget = (size_t)o->cache_mb << 20;
@@ -343,6 +349,8 @@ void eddy_state_close(eddy_state_t *st)
         free(st->dones);
         free(st->segs);
         free(st->obx_dir);
+        free(st->obx_blk);
+        free(st->obx_tail);
         if (st->seg_fd >= 0)
                 close(st->seg_fd);
         if (st->wb)
@@ -706,10 +714,30 @@ void eddy_state_fence_set(eddy_state_t *st, int32_t partition, int64_t pos, int6
  * which are never read. Each start appends to a new segment, so nothing is written after
  * such a tail. A segment is removed once every entry in it is done (deliveries are in
  * order) and it is no longer the one appended to; a start removes segments no reference
- * points at. Entries stored inline by older binaries ('E'...) are read as before. */
+ * points at. Entries stored inline by older binaries ('E'...) are read as before.
+ *
+ * With state.sync the segment is opened with O_DIRECT: the disk takes the entry from the
+ * batch's buffer, without the copy into the page cache that was ~8% of an output-heavy
+ * job's CPU (a write that is fsynced at once gains nothing from the cache). O_DIRECT wants
+ * addresses, lengths and file offsets in whole blocks, so each entry starts a block of its
+ * own: the 16-byte header ends a zero-filled block (OBX_ALIGN), the entry follows it, and
+ * the entry's last partial block is written from a padded copy. A reference still points at
+ * the header and the entry still follows it, so readers are the same for both layouts.
+ * Where the file system refuses O_DIRECT, the same layout is written through the cache. */
 #define OBX_SEG_MAX ((uint64_t)64 << 20)
 #define OBX_HDR     16
 #define OBX_REF_LEN 25
+#define OBX_ALIGN   4096 /* covers the logical block size of common disks */
+
+void *eddy_state_outbox_buf(size_t size)
+{
+        void *p = NULL;
+        if (posix_memalign(&p, OBX_ALIGN, size ? size : 1) != 0) {
+                fputs("eddy: out of memory\n", stderr);
+                abort();
+        }
+        return p;
+}
 
 static void seg_path(const eddy_state_t *st, uint64_t first, char *out, size_t size)
 {
@@ -772,6 +800,79 @@ static int fsync_dir(const char *dir)
         return rc;
 }
 
+/* Writes all of @p iov at @p off; @returns 0, or -1 with errno. */
+static int pwritev_all(int fd, struct iovec *iov, int n, off_t off)
+{
+        for (;;) {
+                ssize_t w = pwritev(fd, iov, n, off);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w < 0)
+                        return -1;
+                if (w == 0) {
+                        errno = EIO;
+                        return -1;
+                }
+                off += w;
+                while (n > 0 && (size_t)w >= iov->iov_len) { /* skip what was written */
+                        w -= (ssize_t)iov->iov_len;
+                        iov++;
+                        n--;
+                }
+                if (n == 0)
+                        return 0;
+                iov->iov_base = (char *)iov->iov_base + w;
+                iov->iov_len -= (size_t)w;
+        }
+}
+
+/* One entry in the O_DIRECT layout: its header block, its whole blocks straight from its
+ * buffer when that is aligned, the rest from a zero-padded copy. */
+static int obx_write_direct(eddy_state_t *st, const obx_put_t *u)
+{
+        if (!st->obx_blk) {
+                st->obx_blk = eddy_state_outbox_buf(OBX_ALIGN);
+                memset(st->obx_blk, 0, OBX_ALIGN);
+        }
+        put_be64(st->obx_blk + OBX_ALIGN - OBX_HDR, u->seq);
+        put_be64(st->obx_blk + OBX_ALIGN - 8, u->len);
+        size_t whole = (uintptr_t)u->p % OBX_ALIGN ? 0 : u->len / OBX_ALIGN * OBX_ALIGN;
+        size_t rest = u->len - whole, padded = (rest + OBX_ALIGN - 1) / OBX_ALIGN * OBX_ALIGN;
+        if (padded > st->tail_cap) {
+                free(st->obx_tail);
+                st->obx_tail = eddy_state_outbox_buf(padded);
+                st->tail_cap = padded;
+        }
+        if (rest) {
+                memcpy(st->obx_tail, (const char *)u->p + whole, rest);
+                memset(st->obx_tail + rest, 0, padded - rest);
+        }
+        struct iovec iov[3];
+        int n = 0;
+        iov[n++] = (struct iovec){st->obx_blk, OBX_ALIGN};
+        if (whole)
+                iov[n++] = (struct iovec){(void *)u->p, whole};
+        if (padded)
+                iov[n++] = (struct iovec){st->obx_tail, padded};
+        off_t at = (off_t)(u->off + OBX_HDR - OBX_ALIGN);
+        if (pwritev_all(st->seg_fd, iov, n, at) == 0)
+                return 0;
+        if (errno != EINVAL || !st->direct)
+                return -1;
+        /* the file system takes no O_DIRECT (or wants larger blocks): through the cache */
+        st->direct = 0;
+        int fl = fcntl(st->seg_fd, F_GETFL);
+        if (fl < 0 || fcntl(st->seg_fd, F_SETFL, fl & ~O_DIRECT) < 0)
+                return -1;
+        iov[0] = (struct iovec){st->obx_blk, OBX_ALIGN};
+        n = 1;
+        if (whole)
+                iov[n++] = (struct iovec){(void *)u->p, whole};
+        if (padded)
+                iov[n++] = (struct iovec){st->obx_tail, padded};
+        return pwritev_all(st->seg_fd, iov, n, at);
+}
+
 /* Appends the transaction's entries to their segments (the committer's thread). */
 static int obx_append(eddy_state_t *st, const eddy_state_txn_t *t, char *errstr, size_t errstr_size)
 {
@@ -786,32 +887,28 @@ static int obx_append(eddy_state_t *st, const eddy_state_txn_t *t, char *errstr,
                                 close(st->seg_fd);
                         }
                         seg_path(st, u->seg, path, sizeof(path));
-                        st->seg_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                        int fl = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
+                        st->seg_fd = open(path, fl | (st->direct ? O_DIRECT : 0), 0644);
+                        if (st->seg_fd < 0 && errno == EINVAL && st->direct) {
+                                st->direct = 0; /* e.g. tmpfs before Linux 6.6 */
+                                st->seg_fd = open(path, fl, 0644);
+                        }
                         if (st->seg_fd < 0)
                                 goto fail;
                         st->seg_fd_first = u->seg;
                         seg_add(st, u->seg);
                         created = 1;
                 }
-                unsigned char hdr[OBX_HDR];
-                put_be64(hdr, u->seq);
-                put_be64(hdr + 8, u->len);
-                struct iovec iov[2] = {{hdr, OBX_HDR}, {(void *)u->p, u->len}};
-                size_t want = OBX_HDR + u->len, done = 0;
-                off_t off = (off_t)u->off;
-                while (done < want) {
-                        ssize_t n = pwritev(st->seg_fd, iov, 2, off + (off_t)done);
-                        if (n < 0 && errno == EINTR)
-                                continue;
-                        if (n <= 0)
+                if (u->direct) {
+                        if (obx_write_direct(st, u) != 0)
                                 goto fail;
-                        done += (size_t)n;
-                        for (int k = 0; k < 2; k++) { /* skip what was written */
-                                size_t c = (size_t)n < iov[k].iov_len ? (size_t)n : iov[k].iov_len;
-                                iov[k].iov_base = (char *)iov[k].iov_base + c;
-                                iov[k].iov_len -= c;
-                                n -= (ssize_t)c;
-                        }
+                } else {
+                        unsigned char hdr[OBX_HDR];
+                        put_be64(hdr, u->seq);
+                        put_be64(hdr + 8, u->len);
+                        struct iovec iov[2] = {{hdr, OBX_HDR}, {(void *)u->p, u->len}};
+                        if (pwritev_all(st->seg_fd, iov, 2, (off_t)u->off) != 0)
+                                goto fail;
                 }
                 seg_find(st, u->seq)->live++;
         }
@@ -892,15 +989,21 @@ uint64_t eddy_state_outbox_add(eddy_state_t *st, const void *entry, size_t len)
         uint64_t seq = st->outbox_next++;
         k[0] = EDDY_NS_OUTBOX;
         put_be64(k + 1, seq);
-        if (!st->obx_open || (st->obx_off > 0 && st->obx_off + OBX_HDR + len > OBX_SEG_MAX)) {
+        /* where the header goes, and where the entry after it ends */
+        int direct = st->sync;
+        uint64_t at = st->obx_off;
+        if (direct)
+                at = (at + OBX_ALIGN - 1) / OBX_ALIGN * OBX_ALIGN + OBX_ALIGN - OBX_HDR;
+        if (!st->obx_open || (st->obx_off > 0 && at + OBX_HDR + len > OBX_SEG_MAX)) {
                 st->obx_seg = seq;
                 st->obx_off = 0;
                 st->obx_open = 1;
+                at = direct ? OBX_ALIGN - OBX_HDR : 0;
         }
         unsigned char ref[OBX_REF_LEN];
         ref[0] = 'R';
         put_be64(ref + 1, st->obx_seg);
-        put_be64(ref + 9, st->obx_off);
+        put_be64(ref + 9, at);
         put_be64(ref + 17, len);
         rocksdb_writebatch_put(st->wb, (const char *)k, 9, (const char *)ref, sizeof(ref));
         st->wb_ops++;
@@ -908,8 +1011,8 @@ uint64_t eddy_state_outbox_add(eddy_state_t *st, const void *entry, size_t len)
                 st->puts_cap = st->puts_cap ? st->puts_cap * 2 : 4;
                 st->puts = eddy__xrealloc(st->puts, st->puts_cap * sizeof(*st->puts));
         }
-        st->puts[st->nputs++] = (obx_put_t){seq, st->obx_seg, st->obx_off, entry, len};
-        st->obx_off += OBX_HDR + len;
+        st->puts[st->nputs++] = (obx_put_t){seq, st->obx_seg, at, entry, len, direct};
+        st->obx_off = at + OBX_HDR + len;
         return seq;
 }
 

@@ -55,6 +55,9 @@ void eddy_state_fence_set(eddy_state_t *st, int32_t partition, int64_t pos, int6
 /** Adds @p entry to the next commit; @returns its sequence number. Not copied: the bytes
  *  must stay valid until the transaction that holds them is written. */
 uint64_t eddy_state_outbox_add(eddy_state_t *st, const void *entry, size_t len);
+/** A buffer for outbox entries (free() it): one from here goes to the disk without a copy
+ *  when state.sync writes the outbox with O_DIRECT. Any other buffer works, with a copy. */
+void *eddy_state_outbox_buf(size_t size);
 /** Removes entry @p seq in the next commit. */
 void eddy_state_outbox_done(eddy_state_t *st, uint64_t seq);
 /** Visit committed outbox entries in order (@p cb NULL: only count them, reading no

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -642,10 +643,15 @@ static void big_scan(store_t *s, big_t *b)
  * entries are done, a start removes segments nothing points at (a crash between the append
  * and the commit), entries stored inline by older binaries still read, and a missing
  * segment is an error, not an empty outbox. */
-static void test_outbox_segments(void **state)
+static void outbox_segments(int sync)
 {
         store_t s;
         store_init(&s, 16);
+        if (sync) {
+                eddy_state_close(s.st);
+                s.opts.sync = 1;
+                store_open(&s);
+        }
         big_t b;
         size_t big = (size_t)40 << 20; /* two of them do not fit one 64 MiB segment */
         char *b1 = malloc(big), *b2 = malloc(big);
@@ -731,6 +737,100 @@ static void test_outbox_segments(void **state)
         assert_int_equal(eddy_state_outbox_scan(s.st, big_cb, &b), -1);
         assert_int_equal(b.n, 0);
         store_free(&s);
+}
+
+static void test_outbox_segments(void **state)
+{
+        outbox_segments(0);
+}
+
+/* The same with state.sync, whose segments are written with O_DIRECT. */
+static void test_outbox_segments_sync(void **state)
+{
+        outbox_segments(1);
+}
+
+typedef struct bytes_s {
+        size_t n;
+        uint64_t seq[32];
+        unsigned char *e[32];
+        size_t len[32];
+} bytes_t;
+
+static int bytes_cb(void *opaque, uint64_t seq, const void *e, size_t len)
+{
+        bytes_t *b = opaque;
+        assert_true(b->n < 32);
+        b->seq[b->n] = seq;
+        b->len[b->n] = len;
+        b->e[b->n] = malloc(len ? len : 1);
+        assert_non_null(b->e[b->n]);
+        memcpy(b->e[b->n], e, len);
+        b->n++;
+        return 0;
+}
+
+static void bytes_free(bytes_t *b)
+{
+        for (size_t i = 0; i < b->n; i++)
+                free(b->e[i]);
+        b->n = 0;
+}
+
+/* state.sync: entries of every length around the 4096-byte blocks O_DIRECT writes, from
+ * aligned buffers (eddy_state_outbox_buf: whole blocks go uncopied) and unaligned ones, one
+ * or several per commit, read back byte for byte after a restart; the segment is whole
+ * blocks, every entry starting one. Then the same entries without sync (no padding). */
+static void test_outbox_direct(void **state)
+{
+        static const size_t lens[] = {1, 4079, 4080, 4095, 4096, 4097, 8192, 3 * 4096 + 17, 100000};
+        enum { NL = sizeof(lens) / sizeof(lens[0]) };
+        for (int sync = 1; sync >= 0; sync--) {
+                store_t s;
+                store_init(&s, 16);
+                eddy_state_close(s.st);
+                s.opts.sync = sync;
+                store_open(&s);
+                unsigned char *bufs[2 * NL];
+                const unsigned char *ptrs[2 * NL];
+                uint64_t seqs[2 * NL];
+                for (size_t i = 0; i < 2 * NL; i++) {
+                        size_t len = lens[i % NL];
+                        int aligned = i < NL;
+                        bufs[i] = aligned ? eddy_state_outbox_buf(len) : malloc(len + 1);
+                        assert_non_null(bufs[i]);
+                        unsigned char *p = aligned ? bufs[i] : bufs[i] + 1;
+                        for (size_t k = 0; k < len; k++)
+                                p[k] = (unsigned char)(k * 31 + i * 7 + (k >> 12));
+                        ptrs[i] = p;
+                        seqs[i] = eddy_state_outbox_add(s.st, p, len);
+                        if (i % 3 == 2) /* three entries per commit */
+                                store_commit(&s);
+                }
+                store_commit(&s);
+                char path[256];
+                snprintf(path, sizeof(path), "%s/outbox/%016" PRIx64 ".seg", s.dir, seqs[0]);
+                struct stat sb;
+                assert_int_equal(stat(path, &sb), 0);
+                size_t want = 0;
+                for (size_t i = 0; i < 2 * NL; i++) {
+                        size_t len = lens[i % NL];
+                        want = sync ? want + 4096 + (len + 4095) / 4096 * 4096 : want + 16 + len;
+                }
+                assert_int_equal((size_t)sb.st_size, want);
+                store_reopen(&s);
+                bytes_t b = {0};
+                assert_int_equal(eddy_state_outbox_scan(s.st, bytes_cb, &b), 2 * NL);
+                assert_int_equal(b.n, 2 * NL);
+                for (size_t i = 0; i < 2 * NL; i++) {
+                        assert_int_equal(b.seq[i], seqs[i]);
+                        assert_int_equal(b.len[i], lens[i % NL]);
+                        assert_memory_equal(b.e[i], ptrs[i], b.len[i]);
+                        free(bufs[i]);
+                }
+                bytes_free(&b);
+                store_free(&s);
+        }
 }
 
 /* A 1 MiB cache and several MiB of values: every value stays readable and right. */
@@ -1178,6 +1278,8 @@ int main(void)
             cmocka_unit_test_teardown(test_offsets_and_fences, remove_live_dirs),
             cmocka_unit_test_teardown(test_outbox, remove_live_dirs),
             cmocka_unit_test_teardown(test_outbox_segments, remove_live_dirs),
+            cmocka_unit_test_teardown(test_outbox_segments_sync, remove_live_dirs),
+            cmocka_unit_test_teardown(test_outbox_direct, remove_live_dirs),
             cmocka_unit_test_teardown(test_cache_eviction, remove_live_dirs),
             cmocka_unit_test_teardown(test_random_against_model, remove_live_dirs),
             cmocka_unit_test_teardown(test_open_errors, remove_live_dirs),
