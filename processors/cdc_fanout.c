@@ -202,13 +202,10 @@ static int json_u64(const eddy_json_val_t *v, uint64_t *out)
         return 0;
 }
 
-int eddy__cdc_source_pos(const char *src, size_t len, pos_t *p, char *file, size_t filesz,
-                         char *table, size_t tablesz, int64_t *ts_ms, const char **why)
+/* eddy__cdc_source_pos() of the source object's members @p f. */
+static int source_pos(const eddy_json_val_t *f, pos_t *p, char *file, size_t filesz, char *table,
+                      size_t tablesz, int64_t *ts_ms, const char **why)
 {
-        eddy_json_val_t f[NSRC];
-        *why = "source: not a JSON object";
-        if (eddy_json_object(src, len, src_names, NSRC, f, NULL, 0))
-                return -1;
         memset(p, 0, sizeof(*p));
         if (file && filesz)
                 file[0] = '\0';
@@ -271,6 +268,16 @@ int eddy__cdc_source_pos(const char *src, size_t len, pos_t *p, char *file, size
         }
         *why = "source: no position (PostgreSQL lsn, or MySQL file and pos)";
         return -1;
+}
+
+int eddy__cdc_source_pos(const char *src, size_t len, pos_t *p, char *file, size_t filesz,
+                         char *table, size_t tablesz, int64_t *ts_ms, const char **why)
+{
+        eddy_json_val_t f[NSRC];
+        *why = "source: not a JSON object";
+        if (eddy_json_object(src, len, src_names, NSRC, f, NULL, 0))
+                return -1;
+        return source_pos(f, p, file, filesz, table, tablesz, ts_ms, why);
 }
 
 /* ---- primary keys ---- */
@@ -904,10 +911,11 @@ static int cdc_process(void *self, eddy_ctx_t *ctx, const eddy_msg_t *msg)
                                    "source: expected the object with the change's position");
         pos_t pos;
         char file[256], stable[256];
-        const char *why;
+        const char *why = "source: a member occurs twice";
         int64_t ts = 0;
-        if (eddy__cdc_source_pos(e[E_SOURCE].p, e[E_SOURCE].len, &pos, file, sizeof(file), stable,
-                                 sizeof(stable), &ts, &why))
+        eddy_json_val_t sf[NSRC]; /* the envelope's walk validated it */
+        if (eddy_json_object_valid(&e[E_SOURCE], src_names, NSRC, sf) ||
+            source_pos(sf, &pos, file, sizeof(file), stable, sizeof(stable), &ts, &why))
                 return eddy_reject(ctx, "bad_position", "%s", why);
         if (e[E_TS].type == EDDY_JSON_NUMBER)
                 eddy_json_int64(&e[E_TS], &ts);
@@ -948,7 +956,7 @@ static int cdc_process(void *self, eddy_ctx_t *ctx, const eddy_msg_t *msg)
                 c->ncols = 0;
                 c->names.len = 0;
                 c->bad_after = 0;
-                eddy_json_members(e[E_AFTER].p, e[E_AFTER].len, after_member, c, NULL, 0);
+                eddy_json_members_valid(&e[E_AFTER], after_member, c);
                 if (c->bad_after)
                         return eddy_reject(ctx, "missing_after", "after: bad column name");
         }

@@ -79,6 +79,7 @@ typedef struct {
         const unsigned char *buf, *end;
         const unsigned char *at; /* where the error is */
         const char *msg;         /* static text of the error */
+        int valid;               /* the text was validated before: strings are only skipped */
 } jp_t;
 
 static const unsigned char *fail(jp_t *jp, const unsigned char *at, const char *msg)
@@ -165,12 +166,45 @@ static const unsigned char *scan_escape(jp_t *jp, const unsigned char *p)
         return p + 12;
 }
 
+/* scan_string() of a string validated before: runs to the closing quote over whatever is
+ * not a quote or a backslash, and steps over each escape's backslash and next byte. */
+static const unsigned char *skip_string(jp_t *jp, const unsigned char *p, int *escaped)
+{
+        const unsigned char *end = jp->end;
+
+        for (;;) {
+#ifdef __SSE2__
+                while (end - p >= 16) {
+                        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+                        int m =
+                            _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                                           _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
+                        if (m) {
+                                p += __builtin_ctz((unsigned)m);
+                                break;
+                        }
+                        p += 16;
+                }
+#endif
+                while (p < end && *p != '"' && *p != '\\')
+                        p++;
+                if (p == end || (*p == '\\' && end - p < 2))
+                        return fail(jp, end, "unterminated string");
+                if (*p == '"')
+                        return p + 1;
+                *escaped = 1;
+                p += 2;
+        }
+}
+
 /* Validate a string whose opening quote is just before p; returns the byte after the closing
  * quote, sets *escaped if it holds a backslash. */
 static const unsigned char *scan_string(jp_t *jp, const unsigned char *p, int *escaped)
 {
         const unsigned char *end = jp->end;
 
+        if (jp->valid)
+                return skip_string(jp, p, escaped);
         for (;;) {
                 /* Most string bytes are plain ASCII: run over them sixteen at a time (a byte
                  * is not plain if it is '"', '\\', below 0x20 or above 0x7F: the last two
@@ -535,8 +569,8 @@ static inline long match_name(const char *const *names, size_t n, const unsigned
 
 /* The one object walk behind eddy_json_object() and eddy_json_members(). */
 static int object_walk(const char *buf, size_t len, const char *const *names, size_t n,
-                       eddy_json_val_t *out, eddy_json_member_cb *cb, void *opaque, char *errstr,
-                       size_t errstr_size)
+                       eddy_json_val_t *out, eddy_json_member_cb *cb, void *opaque, int valid,
+                       char *errstr, size_t errstr_size)
 {
         jp_t jp;
         const unsigned char *p = (const unsigned char *)buf, *end = p + len, *key;
@@ -548,6 +582,7 @@ static int object_walk(const char *buf, size_t len, const char *const *names, si
         jp.end = end;
         jp.at = NULL;
         jp.msg = NULL;
+        jp.valid = valid;
         if (n > 0)
                 memset(out, 0, n * sizeof(*out));
 
@@ -633,13 +668,28 @@ err:
 int eddy_json_object(const char *buf, size_t len, const char *const *names, size_t n,
                      eddy_json_val_t *out, char *errstr, size_t errstr_size)
 {
-        return object_walk(buf, len, names, n, out, NULL, NULL, errstr, errstr_size);
+        return object_walk(buf, len, names, n, out, NULL, NULL, 0, errstr, errstr_size);
 }
 
 int eddy_json_members(const char *buf, size_t len, eddy_json_member_cb *cb, void *opaque,
                       char *errstr, size_t errstr_size)
 {
-        return object_walk(buf, len, NULL, 0, NULL, cb, opaque, errstr, errstr_size);
+        return object_walk(buf, len, NULL, 0, NULL, cb, opaque, 0, errstr, errstr_size);
+}
+
+int eddy_json_object_valid(const eddy_json_val_t *obj, const char *const *names, size_t n,
+                           eddy_json_val_t *out)
+{
+        if (obj->type != EDDY_JSON_OBJECT)
+                return -1;
+        return object_walk(obj->p, obj->len, names, n, out, NULL, NULL, 1, NULL, 0);
+}
+
+int eddy_json_members_valid(const eddy_json_val_t *obj, eddy_json_member_cb *cb, void *opaque)
+{
+        if (obj->type != EDDY_JSON_OBJECT)
+                return -1;
+        return object_walk(obj->p, obj->len, NULL, 0, NULL, cb, opaque, 1, NULL, 0);
 }
 
 size_t eddy_json_i64(char *dst, int64_t v)

@@ -60,6 +60,16 @@ typedef void(eddy_json_member_cb)(void *opaque, const eddy_json_val_t *name,
 int eddy_json_members(const char *buf, size_t len, eddy_json_member_cb *cb, void *opaque,
                       char *errstr, size_t errstr_size);
 
+/**
+ * @brief eddy_json_object() and eddy_json_members() of an OBJECT value that one of them
+ *        returned, whose text is therefore valid: the same results (duplicates of a wanted
+ *        name included) without validating the strings again.
+ * @returns 0, or -1 if @p obj is not an OBJECT or a wanted name occurs twice.
+ */
+int eddy_json_object_valid(const eddy_json_val_t *obj, const char *const *names, size_t n,
+                           eddy_json_val_t *out);
+int eddy_json_members_valid(const eddy_json_val_t *obj, eddy_json_member_cb *cb, void *opaque);
+
 /** The most bytes eddy_json_quote() writes for @p n bytes. */
 #define EDDY_JSON_QUOTED_MAX(n) (6 * (n) + 2)
 

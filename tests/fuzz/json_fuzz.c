@@ -79,6 +79,20 @@ static void check_number(const eddy_json_val_t *v)
                 CHECK(memchr(v->p, 'e', v->len) != NULL || memchr(v->p, 'E', v->len) != NULL);
 }
 
+/* eddy_json_object_valid() of a member object: what eddy_json_object() finds in it. */
+static void check_valid_variant(const eddy_json_val_t *o)
+{
+        eddy_json_val_t a[FUZZ_N], b[FUZZ_N];
+        int ra = eddy_json_object(o->p, o->len, fuzz_names, FUZZ_N, a, NULL, 0);
+        CHECK(eddy_json_object_valid(o, fuzz_names, FUZZ_N, b) == ra);
+        for (size_t i = 0; ra == 0 && i < FUZZ_N; i++) {
+                CHECK(a[i].type == b[i].type);
+                if (a[i].type != EDDY_JSON_MISSING)
+                        CHECK(a[i].p == b[i].p && a[i].len == b[i].len &&
+                              a[i].escaped == b[i].escaped);
+        }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
         const char *buf = (const char *)data;
@@ -117,6 +131,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         /* a member object is a valid document on its own */
                         CHECK(eddy_json_object(v[i].p, v[i].len, NULL, 0, NULL, err, sizeof(err)) ==
                               0);
+                        check_valid_variant(&v[i]);
                         break;
                 case EDDY_JSON_ARRAY:
                         CHECK(v[i].p[0] == '[' && v[i].p[v[i].len - 1] == ']');

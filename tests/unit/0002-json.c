@@ -1174,6 +1174,74 @@ static void test_differential_jansson(void **state)
         free(mut.b);
 }
 
+typedef struct memlist_s {
+        eddy_json_val_t v[2 * 64];
+        unsigned n;
+} memlist_t;
+
+static void memlist_add(void *opaque, const eddy_json_val_t *name, const eddy_json_val_t *v)
+{
+        memlist_t *m = opaque;
+        assert_true(m->n + 2 <= 2 * 64);
+        m->v[m->n++] = *name;
+        m->v[m->n++] = *v;
+}
+
+static void assert_vals_equal(const eddy_json_val_t *a, const eddy_json_val_t *b, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                assert_int_equal(a[i].type, b[i].type);
+                if (a[i].type == EDDY_JSON_MISSING)
+                        continue;
+                assert_ptr_equal(a[i].p, b[i].p);
+                assert_int_equal(a[i].len, b[i].len);
+                assert_int_equal(a[i].escaped, b[i].escaped);
+        }
+}
+
+/* eddy_json_object_valid() and eddy_json_members_valid() on the object values the validating
+ * walk returns (random documents nested one level down): the same members, spans, escape
+ * flags and duplicate refusals as eddy_json_object() and eddy_json_members(). */
+static void test_valid_variants(void **state)
+{
+        rng_t r = {0x5EED0FCAFEULL};
+        sbuf_t doc = {0}, outer = {0};
+        static const char *const o_name[] = {"o"};
+        unsigned objects = 0, dups = 0;
+        for (unsigned i = 0; i < 5000; i++) {
+                gen_doc(&r, &doc);
+                outer.len = 0;
+                sb_puts(&outer, "{\"o\":");
+                sb_putn(&outer, doc.b, doc.len);
+                sb_putc(&outer, '}');
+                eddy_json_val_t o;
+                if (eddy_json_object(outer.b, outer.len, o_name, 1, &o, NULL, 0) ||
+                    o.type != EDDY_JSON_OBJECT)
+                        continue;
+                objects++;
+                eddy_json_val_t want[DIFF_N], got[DIFF_N];
+                int rw = eddy_json_object(o.p, o.len, diff_names, DIFF_N, want, NULL, 0);
+                int rg = eddy_json_object_valid(&o, diff_names, DIFF_N, got);
+                assert_int_equal(rg, rw);
+                if (rw == 0)
+                        assert_vals_equal(want, got, DIFF_N);
+                else
+                        dups++;
+                memlist_t mw = {0}, mg = {0};
+                assert_int_equal(eddy_json_members(o.p, o.len, memlist_add, &mw, NULL, 0), 0);
+                assert_int_equal(eddy_json_members_valid(&o, memlist_add, &mg), 0);
+                assert_int_equal(mg.n, mw.n);
+                assert_vals_equal(mw.v, mg.v, mw.n);
+        }
+        eddy_json_val_t s = {EDDY_JSON_STRING, "x", 1, 0};
+        assert_int_equal(eddy_json_object_valid(&s, diff_names, DIFF_N, NULL), -1);
+        print_message("valid variants: %u objects, %u with a wanted name twice\n", objects, dups);
+        assert_true(objects > 3000);
+        assert_true(dups > 10);
+        free(doc.b);
+        free(outer.b);
+}
+
 /* eddy_json_quote: every byte string of a few hundred random ones, with quotes, backslashes,
  * controls and UTF-8, comes back from jansson as itself, within EDDY_JSON_QUOTED_MAX. */
 static void test_quote(void **state)
@@ -1230,6 +1298,7 @@ int main(void)
             cmocka_unit_test(test_truncation),
             cmocka_unit_test(test_helpers_reject_bad_values),
             cmocka_unit_test(test_differential_jansson),
+            cmocka_unit_test(test_valid_variants),
             cmocka_unit_test(test_quote),
         };
 
