@@ -95,6 +95,17 @@ int eddy_redis_hash_open(eddy_redis_hash_iter_t *it, const void *val, size_t vle
         return 0;
 }
 
+/* eddy_redis_hash_open() of a value it accepted before (eddy_redis_apply() checks every op
+ * before anything is sent): the header only, without walking the fields again. */
+static void hash_reopen(eddy_redis_hash_iter_t *it, const void *val, size_t vlen)
+{
+        it->p = (const unsigned char *)val + 12;
+        it->end = (const unsigned char *)val + vlen;
+        it->ttl_ms = (int64_t)get_be(val, 8);
+        it->nfields = (uint32_t)get_be((const unsigned char *)val + 8, 4);
+        it->i = 0;
+}
+
 int eddy_redis_hash_next(eddy_redis_hash_iter_t *it, eddy_hfield_t *f)
 {
         if (it->i >= it->nfields || hash_str(it, &f->name, &f->nlen) ||
@@ -390,7 +401,7 @@ static size_t hash_args(eddy_redis_t *r, size_t a, size_t *nn, const eddy_redis_
 {
         eddy_redis_hash_iter_t it;
         eddy_hfield_t f;
-        eddy_redis_hash_open(&it, op->val, op->vlen); /* checked by eddy_redis_apply() */
+        hash_reopen(&it, op->val, op->vlen);
         char *ttl = r->nums[(*nn)++], *nf = r->nums[(*nn)++];
         r->argv[a] = ttl;
         r->argvlen[a++] = (size_t)snprintf(ttl, sizeof(r->nums[0]), "%" PRId64, it.ttl_ms);
@@ -441,9 +452,9 @@ static int apply_once(eddy_redis_t *r, int32_t partition, int64_t pos, int64_t s
                 size_t n = nops - i < chunk_keys ? nops - i : chunk_keys;
                 size_t argc = 6 + 3 * n, nhash = 0;
                 for (size_t j = 0; j < n; j++) {
-                        eddy_redis_hash_iter_t it;
-                        if (ops[i + j].op == EDDY_ROP_HASH &&
-                            eddy_redis_hash_open(&it, ops[i + j].val, ops[i + j].vlen) == 0) {
+                        if (ops[i + j].op == EDDY_ROP_HASH) {
+                                eddy_redis_hash_iter_t it;
+                                hash_reopen(&it, ops[i + j].val, ops[i + j].vlen);
                                 argc += 2 + 2 * (size_t)it.nfields;
                                 nhash++;
                         }
