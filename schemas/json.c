@@ -166,6 +166,31 @@ static const unsigned char *scan_escape(jp_t *jp, const unsigned char *p)
         return p + 12;
 }
 
+/* Runs sixteen bytes at a time to the first '"' or '\\' (and, if @p other, the first byte
+ * below 0x20 or above 0x7F: the bytes below 0x20 as signed chars); @returns where the run
+ * stopped, at most 15 bytes before the end when nothing stopped it. */
+static inline const unsigned char *run16(const unsigned char *p, const unsigned char *end,
+                                         int other)
+{
+#ifdef __SSE2__
+        while (end - p >= 16) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+                __m128i stop = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                            _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
+                if (other)
+                        stop = _mm_or_si128(stop, _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+                int m = _mm_movemask_epi8(stop);
+                if (m)
+                        return p + __builtin_ctz((unsigned)m);
+                p += 16;
+        }
+#else
+        (void)end;
+        (void)other;
+#endif
+        return p;
+}
+
 /* scan_string() of a string validated before: runs to the closing quote over whatever is
  * not a quote or a backslash, and steps over each escape's backslash and next byte. */
 static const unsigned char *skip_string(jp_t *jp, const unsigned char *p, int *escaped)
@@ -173,19 +198,7 @@ static const unsigned char *skip_string(jp_t *jp, const unsigned char *p, int *e
         const unsigned char *end = jp->end;
 
         for (;;) {
-#ifdef __SSE2__
-                while (end - p >= 16) {
-                        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-                        int m =
-                            _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
-                                                           _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
-                        if (m) {
-                                p += __builtin_ctz((unsigned)m);
-                                break;
-                        }
-                        p += 16;
-                }
-#endif
+                p = run16(p, end, 0);
                 while (p < end && *p != '"' && *p != '\\')
                         p++;
                 if (p == end || (*p == '\\' && end - p < 2))
@@ -206,25 +219,9 @@ static const unsigned char *scan_string(jp_t *jp, const unsigned char *p, int *e
         if (jp->valid)
                 return skip_string(jp, p, escaped);
         for (;;) {
-                /* Most string bytes are plain ASCII: run over them sixteen at a time (a byte
-                 * is not plain if it is '"', '\\', below 0x20 or above 0x7F: the last two
-                 * are the bytes below 0x20 as signed chars), then byte by byte to what
-                 * stopped the run. */
-#ifdef __SSE2__
-                while (end - p >= 16) {
-                        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-                        __m128i stop =
-                            _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
-                                                      _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
-                                         _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
-                        int m = _mm_movemask_epi8(stop);
-                        if (m) {
-                                p += __builtin_ctz((unsigned)m);
-                                break;
-                        }
-                        p += 16;
-                }
-#endif
+                /* Most string bytes are plain ASCII: run over them sixteen at a time, then
+                 * byte by byte to what stopped the run. */
+                p = run16(p, end, 1);
                 while (end - p >= 4 && (str_class[p[0]] | str_class[p[1]] | str_class[p[2]] |
                                         str_class[p[3]]) == SC_PLAIN)
                         p += 4;
