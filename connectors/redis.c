@@ -73,15 +73,22 @@ static int hash_str(eddy_redis_hash_iter_t *it, const char **s, size_t *len)
         return 0;
 }
 
-int eddy_redis_hash_open(eddy_redis_hash_iter_t *it, const void *val, size_t vlen)
+/* The iterator at the first field of a value eddy_redis_hash_open() accepts (or accepted
+ * before: eddy_redis_apply() checks every op before anything is sent), without walking it. */
+static void hash_reopen(eddy_redis_hash_iter_t *it, const void *val, size_t vlen)
 {
-        if (!val || vlen < 12)
-                return -1;
         it->p = (const unsigned char *)val + 12;
         it->end = (const unsigned char *)val + vlen;
         it->ttl_ms = (int64_t)get_be(val, 8);
         it->nfields = (uint32_t)get_be((const unsigned char *)val + 8, 4);
         it->i = 0;
+}
+
+int eddy_redis_hash_open(eddy_redis_hash_iter_t *it, const void *val, size_t vlen)
+{
+        if (!val || vlen < 12)
+                return -1;
+        hash_reopen(it, val, vlen);
         /* walk it once now, so that every later eddy_redis_hash_next() succeeds */
         for (uint32_t i = 0; i < it->nfields; i++) {
                 const char *s;
@@ -93,17 +100,6 @@ int eddy_redis_hash_open(eddy_redis_hash_iter_t *it, const void *val, size_t vle
                 return -1;
         it->p = (const unsigned char *)val + 12;
         return 0;
-}
-
-/* eddy_redis_hash_open() of a value it accepted before (eddy_redis_apply() checks every op
- * before anything is sent): the header only, without walking the fields again. */
-static void hash_reopen(eddy_redis_hash_iter_t *it, const void *val, size_t vlen)
-{
-        it->p = (const unsigned char *)val + 12;
-        it->end = (const unsigned char *)val + vlen;
-        it->ttl_ms = (int64_t)get_be(val, 8);
-        it->nfields = (uint32_t)get_be((const unsigned char *)val + 8, 4);
-        it->i = 0;
 }
 
 int eddy_redis_hash_next(eddy_redis_hash_iter_t *it, eddy_hfield_t *f)

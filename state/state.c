@@ -50,7 +50,6 @@ typedef struct obx_put_s {
         uint64_t seq, seg, off; /* off: the header's */
         const void *p;
         size_t len;
-        int direct; /* laid out for O_DIRECT: the entry starts a block */
 } obx_put_t;
 
 typedef struct seg_s {
@@ -107,7 +106,7 @@ struct eddy_state_s {
         size_t ndones, dones_cap;
         int seg_fd;
         uint64_t seg_fd_first;
-        int direct;              /* entries laid out for O_DIRECT (state.sync); 0 once refused */
+        int direct;              /* segments opened with O_DIRECT (state.sync); 0 once refused */
         unsigned char *obx_blk;  /* the header block of an O_DIRECT write (OBX_ALIGN bytes) */
         unsigned char *obx_tail; /* an entry's unaligned rest, padded (O_DIRECT) */
         size_t tail_cap;
@@ -847,30 +846,26 @@ static int obx_write_direct(eddy_state_t *st, const obx_put_t *u)
                 memcpy(st->obx_tail, (const char *)u->p + whole, rest);
                 memset(st->obx_tail + rest, 0, padded - rest);
         }
-        struct iovec iov[3];
-        int n = 0;
-        iov[n++] = (struct iovec){st->obx_blk, OBX_ALIGN};
-        if (whole)
-                iov[n++] = (struct iovec){(void *)u->p, whole};
-        if (padded)
-                iov[n++] = (struct iovec){st->obx_tail, padded};
         off_t at = (off_t)(u->off + OBX_HDR - OBX_ALIGN);
-        if (pwritev_all(st->seg_fd, iov, n, at) == 0)
-                return 0;
-        if (errno != EINVAL || !st->direct)
-                return -1;
-        /* the file system takes no O_DIRECT (or wants larger blocks): through the cache */
-        st->direct = 0;
-        int fl = fcntl(st->seg_fd, F_GETFL);
-        if (fl < 0 || fcntl(st->seg_fd, F_SETFL, fl & ~O_DIRECT) < 0)
-                return -1;
-        iov[0] = (struct iovec){st->obx_blk, OBX_ALIGN};
-        n = 1;
-        if (whole)
-                iov[n++] = (struct iovec){(void *)u->p, whole};
-        if (padded)
-                iov[n++] = (struct iovec){st->obx_tail, padded};
-        return pwritev_all(st->seg_fd, iov, n, at);
+        for (;;) {
+                struct iovec iov[3];
+                int n = 0;
+                iov[n++] = (struct iovec){st->obx_blk, OBX_ALIGN};
+                if (whole)
+                        iov[n++] = (struct iovec){(void *)u->p, whole};
+                if (padded)
+                        iov[n++] = (struct iovec){st->obx_tail, padded};
+                if (pwritev_all(st->seg_fd, iov, n, at) == 0)
+                        return 0;
+                if (errno != EINVAL || !st->direct)
+                        return -1;
+                /* the file system takes no O_DIRECT (or wants larger blocks): the whole entry
+                 * again, through the cache */
+                st->direct = 0;
+                int fl = fcntl(st->seg_fd, F_GETFL);
+                if (fl < 0 || fcntl(st->seg_fd, F_SETFL, fl & ~O_DIRECT) < 0)
+                        return -1;
+        }
 }
 
 /* Appends the transaction's entries to their segments (the committer's thread). */
@@ -899,7 +894,7 @@ static int obx_append(eddy_state_t *st, const eddy_state_txn_t *t, char *errstr,
                         seg_add(st, u->seg);
                         created = 1;
                 }
-                if (u->direct) {
+                if (st->sync) { /* the O_DIRECT layout, whether or not O_DIRECT was taken */
                         if (obx_write_direct(st, u) != 0)
                                 goto fail;
                 } else {
@@ -990,15 +985,14 @@ uint64_t eddy_state_outbox_add(eddy_state_t *st, const void *entry, size_t len)
         k[0] = EDDY_NS_OUTBOX;
         put_be64(k + 1, seq);
         /* where the header goes, and where the entry after it ends */
-        int direct = st->sync;
         uint64_t at = st->obx_off;
-        if (direct)
+        if (st->sync)
                 at = (at + OBX_ALIGN - 1) / OBX_ALIGN * OBX_ALIGN + OBX_ALIGN - OBX_HDR;
         if (!st->obx_open || (st->obx_off > 0 && at + OBX_HDR + len > OBX_SEG_MAX)) {
                 st->obx_seg = seq;
                 st->obx_off = 0;
                 st->obx_open = 1;
-                at = direct ? OBX_ALIGN - OBX_HDR : 0;
+                at = st->sync ? OBX_ALIGN - OBX_HDR : 0;
         }
         unsigned char ref[OBX_REF_LEN];
         ref[0] = 'R';
@@ -1011,7 +1005,7 @@ uint64_t eddy_state_outbox_add(eddy_state_t *st, const void *entry, size_t len)
                 st->puts_cap = st->puts_cap ? st->puts_cap * 2 : 4;
                 st->puts = eddy__xrealloc(st->puts, st->puts_cap * sizeof(*st->puts));
         }
-        st->puts[st->nputs++] = (obx_put_t){seq, st->obx_seg, at, entry, len, direct};
+        st->puts[st->nputs++] = (obx_put_t){seq, st->obx_seg, at, entry, len};
         st->obx_off = at + OBX_HDR + len;
         return seq;
 }
