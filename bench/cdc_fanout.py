@@ -9,9 +9,12 @@ updates, inserts and deletes with their tombstones):
   (a) bench/bare_consumer: a bare librdkafka consumer reading the topic to its end;
   (b) eddy run cdc-fanout --from earliest --until end, exactly-once on (RocksDB state with
       state.sync=true), with the Redis row cache and the derived topic on (no search index:
-      the only one here is the tests' Python stand-in, no warehouse).
-Prints events/s and the ratio b/a, checks that Redis holds exactly the final rows, and writes
-bench/out/cdc-fanout.json.
+      the only one here is the tests' Python stand-in, no warehouse);
+  (c) bench/cdc_floor: the least work such a fan-out does per change with eddy's libraries
+      (one RocksDB put, one Kafka record with one header, one Redis command per change; one
+      synced write batch with the offsets per 20,000), no parsing, no outbox, one thread.
+Prints events/s, the ratio b/a and CPU per change of b against c, checks that Redis holds
+exactly the final rows, and writes bench/out/cdc-fanout.json.
 """
 import argparse
 import json
@@ -88,10 +91,12 @@ def main():
     lc.common_args(ap, "cdc-fanout.json")
     args = ap.parse_args()
     eddy, bare = lc.build(args)
+    floor = os.path.join(HERE, "out", "cdc_floor")
     tmp = tempfile.mkdtemp(prefix="eddy-bench-cdc-")
     ok = False
     try:
-        broker = harness.DevBroker(eddy, {TOPIC: args.partitions, "cdc.customers": args.partitions},
+        broker = harness.DevBroker(eddy, {TOPIC: args.partitions, "cdc.customers": args.partitions,
+                                                  "floor.customers": args.partitions},
                                    tmp)
         rds = harness.Redis(tmp)
         n = args.events
@@ -133,20 +138,31 @@ def main():
             got = {k.decode(): v.decode() for k, v in client.hgetall("customers:%d" % i).items()}
             if got != want:
                 raise SystemExit("bench: customers:%d is %s, expected %s" % (i, got, want))
+        lc.log("(c) cdc_floor")
+        c = lc.Timed([floor, broker.bootstrap, TOPIC, "floor.customers", str(rds.port),
+                      os.path.join(tmp, "state-floor")], tmp, "floor").wait(1800)
+        if json.loads(c.proc.out())["events"] != n:
+            raise SystemExit("bench: cdc_floor did not read all %d events: %s"
+                             % (n, c.proc.out()))
         res = {"events": n, "rows": args.rows, "final_rows": len(live),
                "partitions": args.partitions, "eddy_X": args.X,
-               "a_bare": a.stats(n), "b_eddy": b.stats(n), "rows_in_redis": keys}
+               "a_bare": a.stats(n), "b_eddy": b.stats(n), "c_floor": c.stats(n),
+               "rows_in_redis": keys}
         res["ratio_b_a"] = round(res["b_eddy"]["events_per_s"] / res["a_bare"]["events_per_s"],
                                  3)
+        res["cpu_b_over_c"] = round(b.cpu / c.cpu, 3) if c.cpu else None
         print("cdc-fanout, %d change events, %d rows at the end, %d partitions, Redis + topic"
               % (n, len(live), args.partitions))
         print("(a) bare consumer      %8.2f s  %9d ev/s  peak RSS %6.1f MiB"
               % (a.wall, res["a_bare"]["events_per_s"], res["a_bare"]["peak_rss_mib"]))
         print("(b) eddy (EOS)         %8.2f s  %9d ev/s  peak RSS %6.1f MiB  CPU %.2f s"
               % (b.wall, res["b_eddy"]["events_per_s"], res["b_eddy"]["peak_rss_mib"], b.cpu))
-        print("b/a = %.3f; eddy %d changes/s per core of CPU (target >= 200k); rows in Redis: "
-              "%d (final rows: %d)"
-              % (res["ratio_b_a"], n / b.cpu if b.cpu else 0, keys, len(live)))
+        print("(c) floor              %8.2f s  %9d ev/s  peak RSS %6.1f MiB  CPU %.2f s"
+              % (c.wall, res["c_floor"]["events_per_s"], res["c_floor"]["peak_rss_mib"], c.cpu))
+        print("b/a = %.3f; eddy %d changes/s per core of CPU (target >= 200k), the floor %d; "
+              "eddy's CPU per change %.2f times the floor's; rows in Redis: %d (final rows: %d)"
+              % (res["ratio_b_a"], n / b.cpu if b.cpu else 0, n / c.cpu if c.cpu else 0,
+                 res["cpu_b_over_c"] or 0, keys, len(live)))
         if keys != len(live):
             raise SystemExit("bench: %d rows in Redis, expected %d" % (keys, len(live)))
         lc.save(args.out, res)
