@@ -782,8 +782,30 @@ static void bytes_free(bytes_t *b)
 }
 
 /* A file system that refuses O_DIRECT writes (EINVAL), as some do: with refuse_direct set,
- * pwritev() refuses any file opened with O_DIRECT. It stands in for libc's in this binary. */
-static int refuse_direct, refused;
+ * pwritev() refuses any file opened with O_DIRECT. With refuse_direct_open set, open() refuses
+ * O_DIRECT itself, as tmpfs did before Linux 6.6. Both stand in for libc's in this binary. */
+static int refuse_direct, refuse_direct_open, refused;
+
+int open(const char *path, int flags, ...)
+{
+        static int (*real)(const char *, int, ...);
+        if (!real)
+                *(void **)&real = dlsym(RTLD_NEXT, "open");
+        assert_non_null(real);
+        mode_t mode = 0;
+        if (flags & (O_CREAT | O_TMPFILE)) {
+                va_list ap;
+                va_start(ap, flags);
+                mode = va_arg(ap, mode_t);
+                va_end(ap);
+        }
+        if (refuse_direct_open && (flags & O_DIRECT)) {
+                refused++;
+                errno = EINVAL;
+                return -1;
+        }
+        return real(path, flags, mode);
+}
 
 ssize_t pwritev(int fd, const struct iovec *iov, int n, off_t off)
 {
@@ -804,14 +826,16 @@ ssize_t pwritev(int fd, const struct iovec *iov, int n, off_t off)
  * aligned buffers (eddy_state_outbox_buf: whole blocks go uncopied) and unaligned ones, one
  * or several per commit, read back byte for byte after a restart; the segment is whole
  * blocks, every entry starting one. Then the same where the file system refuses O_DIRECT
- * (the same layout, through the cache), and without sync (no padding). */
+ * writes, and where it refuses O_DIRECT at open (the same layout, through the cache), and
+ * without sync (no padding). */
 static void test_outbox_direct(void **state)
 {
         static const size_t lens[] = {1, 4079, 4080, 4095, 4096, 4097, 8192, 3 * 4096 + 17, 100000};
         enum { NL = sizeof(lens) / sizeof(lens[0]) };
-        for (int mode = 0; mode < 3; mode++) {
-                int sync = mode < 2;
+        for (int mode = 0; mode < 4; mode++) {
+                int sync = mode < 3;
                 refuse_direct = mode == 1;
+                refuse_direct_open = mode == 2;
                 refused = 0;
                 store_t s;
                 store_init(&s, 16);
@@ -857,10 +881,10 @@ static void test_outbox_direct(void **state)
                 }
                 bytes_free(&b);
                 store_free(&s);
-                /* refused once, by the first write; then the flag is off */
-                assert_int_equal(refused, mode == 1);
+                /* refused once, by the first write or open; then the flag is off */
+                assert_int_equal(refused, mode == 1 || mode == 2);
         }
-        refuse_direct = 0;
+        refuse_direct = refuse_direct_open = 0;
 }
 
 /* A 1 MiB cache and several MiB of values: every value stays readable and right. */
