@@ -153,6 +153,9 @@ const eddy_prop_t eddy_rt_props[] = {
     {"output.avro.schema", EDDY_PROP_STR, NULL, 0, 0, RT(output_avro_schema),
      "Schema of the Kafka outputs with output.format avro or confluent: a name of schemas/, a "
      "file or JSON text (default: the processor's output schema)"},
+    {"output.headers.lineage", EDDY_PROP_BOOL, "false", 0, 1, RT(output_lineage),
+     "Also give each Kafka output record the headers eddy.job and eddy.processor (every "
+     "record always has eddy.src); each header is an allocation per record in librdkafka"},
     {"log.level", EDDY_PROP_STR, "info", 0, 0, RT(log_level),
      "debug, info, notice, warning or err"},
     {"log.format", EDDY_PROP_STR, "logfmt", 0, 0, RT(log_format),

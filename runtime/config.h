@@ -47,6 +47,7 @@ typedef struct eddy_rtconf_s {
         int64_t sr_request_timeout_ms, sr_timeout_ms, sr_backoff_ms, sr_backoff_max_ms;
         int64_t sr_cache_max;
         char *output_format, *output_avro_schema;
+        int output_lineage;     /* output.headers.lineage: eddy.job and eddy.processor too */
         eddy_strlist_t kafka;   /* "key=value" pairs for rd_kafka_conf_set, in order */
         eddy_strlist_t rocksdb; /* "name=value" RocksDB options (rocksdb.*), in order */
 } eddy_rtconf_t;

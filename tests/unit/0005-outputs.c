@@ -200,8 +200,9 @@ static const char *header(const rec_t *r, const char *name)
 
 typedef struct world_s {
         char dir[64];
-        char ovbuf[6][128];
-        char *ov[6];
+        char ovbuf[7][128];
+        char *ov[7];
+        int nov;
         sink_t sink;
         eddy_ctx_t *ctx;
 } world_t;
@@ -209,7 +210,7 @@ typedef struct world_s {
 static void world_open(world_t *w)
 {
         char err[256];
-        w->ctx = eddy__test_open(&out_test, w->ov, 6, fake_apply, &w->sink, err, sizeof(err));
+        w->ctx = eddy__test_open(&out_test, w->ov, w->nov, fake_apply, &w->sink, err, sizeof(err));
         if (!w->ctx)
                 fail_msg("eddy__test_open: %s", err);
         eddy__test_kafka_sink(w->ctx, fake_kafka, &w->sink);
@@ -227,7 +228,8 @@ static void world_init(world_t *w)
         snprintf(w->ovbuf[3], sizeof(w->ovbuf[3]), "state.sync=false");
         snprintf(w->ovbuf[4], sizeof(w->ovbuf[4]), "log.level=err");
         snprintf(w->ovbuf[5], sizeof(w->ovbuf[5]), "job.name=j");
-        for (int i = 0; i < 6; i++)
+        w->nov = 6;
+        for (int i = 0; i < 7; i++)
                 w->ov[i] = w->ovbuf[i];
 }
 
@@ -353,13 +355,11 @@ static void test_outputs(void **state)
         for (int i = 0; i < 3; i++) {
                 assert_string_equal(r[i].topic, OUT);
                 assert_int_equal(r[i].dead_letter, 0);
-                assert_int_equal(r[i].nh, 3);
                 char src[64];
                 /* the position of the record that made them (offset 1), seqs from 0 */
                 snprintf(src, sizeof(src), TOPIC ",other/0/1/%d", i);
                 assert_string_equal(header(&r[i], "eddy.src"), src);
-                assert_string_equal(header(&r[i], "eddy.job"), "j");
-                assert_string_equal(header(&r[i], "eddy.processor"), "out-test");
+                assert_int_equal(r[i].nh, 1); /* no lineage headers by default */
         }
         assert_true(r[0].haskey && r[0].hasval);
         assert_int_equal(r[0].klen, 2);
@@ -405,6 +405,35 @@ static void test_outputs(void **state)
                 assert_int_equal(f.nlen, 4);
                 assert_memory_equal(f.name, n, 4);
         }
+        world_free(&w);
+}
+
+/* output.headers.lineage=true: every output record also names its job and processor; dead
+ * letters always do. */
+static void test_output_lineage(void **state)
+{
+        world_t w;
+        world_init(&w);
+        snprintf(w.ovbuf[6], sizeof(w.ovbuf[6]), "output.headers.lineage=true");
+        w.nov = 7;
+        world_open(&w);
+        feed(&w, 0, 0, "kafka");
+        feed(&w, 0, 1, "bad");
+        assert_int_equal(eddy__test_commit(w.ctx), 0);
+        assert_int_equal(w.sink.nrecs, 4);
+        for (int i = 0; i < 3; i++) {
+                const rec_t *r = &w.sink.recs[i];
+                char src[64];
+                snprintf(src, sizeof(src), TOPIC ",other/0/0/%d", i);
+                assert_int_equal(r->dead_letter, 0);
+                assert_int_equal(r->nh, 3);
+                assert_string_equal(header(r, "eddy.src"), src);
+                assert_string_equal(header(r, "eddy.job"), "j");
+                assert_string_equal(header(r, "eddy.processor"), "out-test");
+        }
+        assert_int_equal(w.sink.recs[3].dead_letter, 1);
+        assert_string_equal(header(&w.sink.recs[3], "eddy.job"), "j");
+        assert_string_equal(header(&w.sink.recs[3], "eddy.processor"), "out-test");
         world_free(&w);
 }
 
@@ -540,6 +569,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_hash_pack),
             cmocka_unit_test_teardown(test_outputs, remove_live_dirs),
+            cmocka_unit_test_teardown(test_output_lineage, remove_live_dirs),
             cmocka_unit_test_teardown(test_redelivery, remove_live_dirs),
             cmocka_unit_test_teardown(test_format2_entry, remove_live_dirs),
             cmocka_unit_test_teardown(test_corrupt_hash_entry, remove_live_dirs),
