@@ -879,9 +879,17 @@ static int cdc_process(void *self, eddy_ctx_t *ctx, const eddy_msg_t *msg)
                 eddy_counter_add(c->c_tombstones, 1); /* after a delete, which did the work */
                 return 0;
         }
-        eddy_json_val_t e[NENV];
+        eddy_json_val_t e[NENV], sf[NSRC];
         char err[160];
-        if (eddy_json_object(msg->value, msg->value_len, env_names, NENV, e, err, sizeof(err)))
+        /* the after-image's columns (after_member) and the position's fields of source, in
+         * the pass that validates the envelope */
+        eddy_json_nest_t nest[2] = {{E_AFTER, NULL, 0, NULL, after_member, c, 0, 0},
+                                    {E_SOURCE, src_names, NSRC, sf, NULL, NULL, 0, 0}};
+        c->ncols = 0;
+        c->names.len = 0;
+        c->bad_after = 0;
+        if (eddy_json_object_nested(msg->value, msg->value_len, env_names, NENV, e, nest, 2, err,
+                                    sizeof(err)))
                 return eddy_reject(ctx, "json", "%s", err);
         if (e[E_SCHEMA].type != EDDY_JSON_MISSING && e[E_OP].type == EDDY_JSON_MISSING) {
                 /* the JsonConverter's {"schema": ..., "payload": ...} wrapper */
@@ -894,7 +902,10 @@ static int cdc_process(void *self, eddy_ctx_t *ctx, const eddy_msg_t *msg)
                                            "payload: expected the change event object");
                 const char *pl = e[E_PAYLOAD].p;
                 size_t pll = e[E_PAYLOAD].len;
-                if (eddy_json_object(pl, pll, env_names, NENV, e, err, sizeof(err)))
+                c->ncols = 0;
+                c->names.len = 0;
+                c->bad_after = 0;
+                if (eddy_json_object_nested(pl, pll, env_names, NENV, e, nest, 2, err, sizeof(err)))
                         return eddy_reject(ctx, "envelope", "payload: %s", err);
         }
         if (e[E_OP].type == EDDY_JSON_MISSING || e[E_OP].type == EDDY_JSON_NULL)
@@ -913,8 +924,7 @@ static int cdc_process(void *self, eddy_ctx_t *ctx, const eddy_msg_t *msg)
         char file[256], stable[256];
         const char *why = "source: a member occurs twice";
         int64_t ts = 0;
-        eddy_json_val_t sf[NSRC]; /* the envelope's walk validated it */
-        if (eddy_json_object_valid(&e[E_SOURCE], src_names, NSRC, sf) ||
+        if (nest[1].dup ||
             source_pos(sf, &pos, file, sizeof(file), stable, sizeof(stable), &ts, &why))
                 return eddy_reject(ctx, "bad_position", "%s", why);
         if (e[E_TS].type == EDDY_JSON_NUMBER)
@@ -953,11 +963,7 @@ static int cdc_process(void *self, eddy_ctx_t *ctx, const eddy_msg_t *msg)
                         return eddy_reject(ctx, "missing_after",
                                            "op %c: after: expected the row's after-image object",
                                            op);
-                c->ncols = 0;
-                c->names.len = 0;
-                c->bad_after = 0;
-                eddy_json_members_valid(&e[E_AFTER], after_member, c);
-                if (c->bad_after)
+                if (c->bad_after) /* its columns came with the envelope's walk */
                         return eddy_reject(ctx, "missing_after", "after: bad column name");
         }
 

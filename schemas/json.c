@@ -79,7 +79,7 @@ typedef struct {
         const unsigned char *buf, *end;
         const unsigned char *at; /* where the error is */
         const char *msg;         /* static text of the error */
-        int valid;               /* the text was validated before: strings are only skipped */
+        const char *dup;         /* a wanted name met twice in the top-level object */
 } jp_t;
 
 static const unsigned char *fail(jp_t *jp, const unsigned char *at, const char *msg)
@@ -166,19 +166,17 @@ static const unsigned char *scan_escape(jp_t *jp, const unsigned char *p)
         return p + 12;
 }
 
-/* Runs sixteen bytes at a time to the first '"' or '\\' (and, if @p other, the first byte
- * below 0x20 or above 0x7F: the bytes below 0x20 as signed chars); @returns where the run
- * stopped, at most 15 bytes before the end when nothing stopped it. */
-static inline const unsigned char *run16(const unsigned char *p, const unsigned char *end,
-                                         int other)
+/* Runs sixteen bytes at a time to the first '"', '\\', byte below 0x20 or byte above 0x7F
+ * (the bytes below 0x20 as signed chars); @returns where the run stopped, at most 15 bytes
+ * before the end when nothing stopped it. */
+static inline const unsigned char *run16(const unsigned char *p, const unsigned char *end)
 {
 #ifdef __SSE2__
         while (end - p >= 16) {
                 __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
                 __m128i stop = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
                                             _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
-                if (other)
-                        stop = _mm_or_si128(stop, _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+                stop = _mm_or_si128(stop, _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
                 int m = _mm_movemask_epi8(stop);
                 if (m)
                         return p + __builtin_ctz((unsigned)m);
@@ -186,42 +184,18 @@ static inline const unsigned char *run16(const unsigned char *p, const unsigned 
         }
 #else
         (void)end;
-        (void)other;
 #endif
         return p;
 }
 
-/* scan_string() of a string validated before: runs to the closing quote over whatever is
- * not a quote or a backslash, and steps over each escape's backslash and next byte. */
-static const unsigned char *skip_string(jp_t *jp, const unsigned char *p, int *escaped)
-{
-        const unsigned char *end = jp->end;
-
-        for (;;) {
-                p = run16(p, end, 0);
-                while (p < end && *p != '"' && *p != '\\')
-                        p++;
-                if (p == end || (*p == '\\' && end - p < 2))
-                        return fail(jp, end, "unterminated string");
-                if (*p == '"')
-                        return p + 1;
-                *escaped = 1;
-                p += 2;
-        }
-}
-
-/* Validate a string whose opening quote is just before p; returns the byte after the closing
- * quote, sets *escaped if it holds a backslash. */
 static const unsigned char *scan_string(jp_t *jp, const unsigned char *p, int *escaped)
 {
         const unsigned char *end = jp->end;
 
-        if (jp->valid)
-                return skip_string(jp, p, escaped);
         for (;;) {
                 /* Most string bytes are plain ASCII: run over them sixteen at a time, then
                  * byte by byte to what stopped the run. */
-                p = run16(p, end, 1);
+                p = run16(p, end);
                 while (end - p >= 4 && (str_class[p[0]] | str_class[p[1]] | str_class[p[2]] |
                                         str_class[p[3]]) == SC_PLAIN)
                         p += 4;
@@ -337,13 +311,14 @@ static const unsigned char *scan_scalar(jp_t *jp, const unsigned char *p)
         }
 }
 
-/* Validate the array or object opening at p, a member value of the top-level object, without
- * recursion: bit i of objs says whether the container i levels out is an object. */
-static const unsigned char *skip_container(jp_t *jp, const unsigned char *p)
+/* Validate the array or object opening at p, a member value of an object @p lvl levels below
+ * the top-level one, without recursion: bit i of objs says whether the container i levels out
+ * is an object. */
+static const unsigned char *skip_container(jp_t *jp, const unsigned char *p, unsigned lvl)
 {
         const unsigned char *end = jp->end;
         uint64_t objs = 0;
-        unsigned lvl = 0; /* open containers below the top-level object */
+        unsigned top = lvl; /* lvl: open containers below the top-level object */
         int escaped;
 
 open:
@@ -391,14 +366,16 @@ value:
         close:
                 p++;
                 objs >>= 1;
-                if (--lvl == 0)
+                if (--lvl == top)
                         return p;
                 p = skip_ws(p, end);
         }
 }
 
-/* A top-level member value at p: validated, with its span in *v. */
-static const unsigned char *scan_value(jp_t *jp, const unsigned char *p, eddy_json_val_t *v)
+/* A member value at p of an object @p lvl levels below the top-level one: validated, with its
+ * span in *v. */
+static const unsigned char *scan_value(jp_t *jp, const unsigned char *p, eddy_json_val_t *v,
+                                       unsigned lvl)
 {
         const unsigned char *start = p;
 
@@ -416,7 +393,7 @@ static const unsigned char *scan_value(jp_t *jp, const unsigned char *p, eddy_js
         case '{':
         case '[':
                 v->type = *p == '{' ? EDDY_JSON_OBJECT : EDDY_JSON_ARRAY;
-                p = skip_container(jp, p);
+                p = skip_container(jp, p, lvl);
                 break;
         case 't':
                 v->type = EDDY_JSON_TRUE;
@@ -564,25 +541,106 @@ static inline long match_name(const char *const *names, size_t n, const unsigned
         return -1;
 }
 
-/* The one object walk behind eddy_json_object() and eddy_json_members(). */
-static int object_walk(const char *buf, size_t len, const char *const *names, size_t n,
-                       eddy_json_val_t *out, eddy_json_member_cb *cb, void *opaque, int valid,
-                       char *errstr, size_t errstr_size)
+/* The members of the object opening at p (*p == '{'), @p lvl levels below the top-level
+ * object: wanted names into out, every member to cb, and the object value of a name that nest
+ * lists walked the same way in the same pass (one level down only). @returns the byte after
+ * the closing '}', or NULL with the error in jp: a wanted name twice sets jp->dup and stops
+ * at the top level (@p dup NULL); one level down it sets *dup, keeps the first and goes on. */
+static const unsigned char *walk_members(jp_t *jp, const unsigned char *p, unsigned lvl,
+                                         const char *const *names, size_t n, eddy_json_val_t *out,
+                                         eddy_json_member_cb *cb, void *opaque,
+                                         eddy_json_nest_t *nest, size_t nnest, int *dup)
 {
-        jp_t jp;
-        const unsigned char *p = (const unsigned char *)buf, *end = p + len, *key;
+        const unsigned char *end = jp->end, *key;
         eddy_json_val_t v;
         int kesc;
         long idx;
+
+        if (n > 0)
+                memset(out, 0, n * sizeof(*out));
+        p = skip_ws(p + 1, end);
+        if (p < end && *p == '}')
+                return p + 1;
+        for (;;) {
+                if (p == end)
+                        return fail(jp, p, "unexpected end of input");
+                if (*p != '"')
+                        return fail(jp, p, "expected '\"' (a member name)");
+                key = p + 1;
+                kesc = 0;
+                if (!(p = scan_string(jp, key, &kesc)))
+                        return NULL;
+                size_t klen = (size_t)(p - 1 - key);
+                idx = match_name(names, n, key, klen, kesc);
+                p = skip_ws(p, end);
+                if (p == end || *p != ':')
+                        return fail(jp, p, "expected ':'");
+                p = skip_ws(p + 1, end);
+                eddy_json_nest_t *ns = NULL;
+                /* a wanted name's second value is only validated: the first is kept */
+                if (idx >= 0 && out[idx].type == EDDY_JSON_MISSING)
+                        for (size_t i = 0; i < nnest; i++)
+                                if (nest[i].idx == (size_t)idx)
+                                        ns = &nest[i];
+                if (ns && p < end && *p == '{') {
+                        const unsigned char *start = p;
+                        if (!(p = walk_members(jp, p, lvl + 1, ns->names, ns->n, ns->out, ns->cb,
+                                               ns->opaque, NULL, 0, &ns->dup)))
+                                return NULL;
+                        ns->walked = 1;
+                        v.type = EDDY_JSON_OBJECT;
+                        v.p = (const char *)start;
+                        v.len = (size_t)(p - start);
+                        v.escaped = 0;
+                } else if (!(p = scan_value(jp, p, &v, lvl))) {
+                        return NULL;
+                }
+                if (cb) {
+                        eddy_json_val_t name = {EDDY_JSON_STRING, (const char *)key, klen, kesc};
+                        cb(opaque, &name, &v);
+                }
+                if (idx >= 0) {
+                        if (out[idx].type == EDDY_JSON_MISSING)
+                                out[idx] = v;
+                        else if (dup)
+                                *dup = 1;
+                        else {
+                                jp->dup = names[idx];
+                                return NULL;
+                        }
+                }
+                p = skip_ws(p, end);
+                if (p == end)
+                        return fail(jp, p, "unexpected end of input");
+                if (*p == ',') {
+                        p = skip_ws(p + 1, end);
+                        continue;
+                }
+                if (*p != '}')
+                        return fail(jp, p, "expected ',' or '}'");
+                return p + 1;
+        }
+}
+
+/* The one object walk behind eddy_json_object(), eddy_json_members() and
+ * eddy_json_object_nested(). */
+static int object_walk(const char *buf, size_t len, const char *const *names, size_t n,
+                       eddy_json_val_t *out, eddy_json_member_cb *cb, void *opaque,
+                       eddy_json_nest_t *nest, size_t nnest, char *errstr, size_t errstr_size)
+{
+        jp_t jp;
+        const unsigned char *p = (const unsigned char *)buf, *end = p + len;
 
         jp.buf = p;
         jp.end = end;
         jp.at = NULL;
         jp.msg = NULL;
-        jp.valid = valid;
-        if (n > 0)
-                memset(out, 0, n * sizeof(*out));
-
+        jp.dup = NULL;
+        for (size_t i = 0; i < nnest; i++) {
+                nest[i].walked = nest[i].dup = 0;
+                if (nest[i].n > 0)
+                        memset(nest[i].out, 0, nest[i].n * sizeof(*nest[i].out));
+        }
         p = skip_ws(p, end);
         if (p == end) {
                 fail(&jp, p, "empty input (expected a JSON object)");
@@ -593,64 +651,13 @@ static int object_walk(const char *buf, size_t len, const char *const *names, si
                         snprintf(errstr, errstr_size, "top-level value is not an object");
                 return -1;
         }
-        p = skip_ws(p + 1, end);
-        if (p < end && *p == '}') {
-                p++;
-                goto done;
+        if (!(p = walk_members(&jp, p, 0, names, n, out, cb, opaque, nest, nnest, NULL))) {
+                if (!jp.dup)
+                        goto err;
+                if (errstr && errstr_size > 0)
+                        snprintf(errstr, errstr_size, "duplicate field '%s'", jp.dup);
+                return -1;
         }
-        for (;;) {
-                if (p == end) {
-                        fail(&jp, p, "unexpected end of input");
-                        goto err;
-                }
-                if (*p != '"') {
-                        fail(&jp, p, "expected '\"' (a member name)");
-                        goto err;
-                }
-                key = p + 1;
-                kesc = 0;
-                if (!(p = scan_string(&jp, key, &kesc)))
-                        goto err;
-                size_t klen = (size_t)(p - 1 - key);
-                idx = match_name(names, n, key, klen, kesc);
-                p = skip_ws(p, end);
-                if (p == end || *p != ':') {
-                        fail(&jp, p, "expected ':'");
-                        goto err;
-                }
-                p = skip_ws(p + 1, end);
-                if (!(p = scan_value(&jp, p, &v)))
-                        goto err;
-                if (cb) {
-                        eddy_json_val_t name = {EDDY_JSON_STRING, (const char *)key, klen, kesc};
-                        cb(opaque, &name, &v);
-                }
-                if (idx >= 0) {
-                        if (out[idx].type != EDDY_JSON_MISSING) {
-                                if (errstr && errstr_size > 0)
-                                        snprintf(errstr, errstr_size, "duplicate field '%s'",
-                                                 names[idx]);
-                                return -1;
-                        }
-                        out[idx] = v;
-                }
-                p = skip_ws(p, end);
-                if (p == end) {
-                        fail(&jp, p, "unexpected end of input");
-                        goto err;
-                }
-                if (*p == ',') {
-                        p = skip_ws(p + 1, end);
-                        continue;
-                }
-                if (*p != '}') {
-                        fail(&jp, p, "expected ',' or '}'");
-                        goto err;
-                }
-                p++;
-                break;
-        }
-done:
         p = skip_ws(p, end);
         if (p == end)
                 return 0;
@@ -665,28 +672,20 @@ err:
 int eddy_json_object(const char *buf, size_t len, const char *const *names, size_t n,
                      eddy_json_val_t *out, char *errstr, size_t errstr_size)
 {
-        return object_walk(buf, len, names, n, out, NULL, NULL, 0, errstr, errstr_size);
+        return object_walk(buf, len, names, n, out, NULL, NULL, NULL, 0, errstr, errstr_size);
 }
 
 int eddy_json_members(const char *buf, size_t len, eddy_json_member_cb *cb, void *opaque,
                       char *errstr, size_t errstr_size)
 {
-        return object_walk(buf, len, NULL, 0, NULL, cb, opaque, 0, errstr, errstr_size);
+        return object_walk(buf, len, NULL, 0, NULL, cb, opaque, NULL, 0, errstr, errstr_size);
 }
 
-int eddy_json_object_valid(const eddy_json_val_t *obj, const char *const *names, size_t n,
-                           eddy_json_val_t *out)
+int eddy_json_object_nested(const char *buf, size_t len, const char *const *names, size_t n,
+                            eddy_json_val_t *out, eddy_json_nest_t *nest, size_t nnest,
+                            char *errstr, size_t errstr_size)
 {
-        if (obj->type != EDDY_JSON_OBJECT)
-                return -1;
-        return object_walk(obj->p, obj->len, names, n, out, NULL, NULL, 1, NULL, 0);
-}
-
-int eddy_json_members_valid(const eddy_json_val_t *obj, eddy_json_member_cb *cb, void *opaque)
-{
-        if (obj->type != EDDY_JSON_OBJECT)
-                return -1;
-        return object_walk(obj->p, obj->len, NULL, 0, NULL, cb, opaque, 1, NULL, 0);
+        return object_walk(buf, len, names, n, out, NULL, NULL, nest, nnest, errstr, errstr_size);
 }
 
 size_t eddy_json_i64(char *dst, int64_t v)

@@ -60,15 +60,30 @@ typedef void(eddy_json_member_cb)(void *opaque, const eddy_json_val_t *name,
 int eddy_json_members(const char *buf, size_t len, eddy_json_member_cb *cb, void *opaque,
                       char *errstr, size_t errstr_size);
 
+/** A member object that eddy_json_object_nested() walks in the same pass. */
+typedef struct eddy_json_nest_s {
+        size_t idx;               /**< the wanted name (index into names) whose value it is */
+        const char *const *names; /**< its wanted members, as eddy_json_object()'s */
+        size_t n;
+        eddy_json_val_t *out;    /**< n entries */
+        eddy_json_member_cb *cb; /**< or NULL: called with each of its members, in order */
+        void *opaque;
+        int walked; /**< out: the value was an object, walked */
+        int dup;    /**< out: a wanted name occurs twice in it (out keeps the first) */
+} eddy_json_nest_t;
+
 /**
- * @brief eddy_json_object() and eddy_json_members() of an OBJECT value that one of them
- *        returned, whose text is therefore valid: the same results (duplicates of a wanted
- *        name included) without validating the strings again.
- * @returns 0, or -1 if @p obj is not an OBJECT or a wanted name occurs twice.
+ * @brief eddy_json_object(), and in the same pass, for each of @p nest whose name has an
+ *        object value, what eddy_json_object() (names, out) and eddy_json_members() (cb)
+ *        would find in that value: the same members, spans and escape flags, with a
+ *        duplicate wanted name flagged in @c dup instead of failing. Each nest's out is
+ *        cleared first; a name that occurs twice at the top level is walked once (the first).
+ * @returns 0, or -1 with @p errstr as eddy_json_object() (the offsets of an error inside a
+ *          nested object count from @p buf); callbacks before the error may have run.
  */
-int eddy_json_object_valid(const eddy_json_val_t *obj, const char *const *names, size_t n,
-                           eddy_json_val_t *out);
-int eddy_json_members_valid(const eddy_json_val_t *obj, eddy_json_member_cb *cb, void *opaque);
+int eddy_json_object_nested(const char *buf, size_t len, const char *const *names, size_t n,
+                            eddy_json_val_t *out, eddy_json_nest_t *nest, size_t nnest,
+                            char *errstr, size_t errstr_size);
 
 /** The most bytes eddy_json_quote() writes for @p n bytes. */
 #define EDDY_JSON_QUOTED_MAX(n) (6 * (n) + 2)

@@ -79,17 +79,43 @@ static void check_number(const eddy_json_val_t *v)
                 CHECK(memchr(v->p, 'e', v->len) != NULL || memchr(v->p, 'E', v->len) != NULL);
 }
 
-/* eddy_json_object_valid() of a member object: what eddy_json_object() finds in it. */
-static void check_valid_variant(const eddy_json_val_t *o)
+static void check_vals(const eddy_json_val_t *a, const eddy_json_val_t *b, size_t n)
 {
-        eddy_json_val_t a[FUZZ_N], b[FUZZ_N];
-        int ra = eddy_json_object(o->p, o->len, fuzz_names, FUZZ_N, a, NULL, 0);
-        CHECK(eddy_json_object_valid(o, fuzz_names, FUZZ_N, b) == ra);
-        for (size_t i = 0; ra == 0 && i < FUZZ_N; i++) {
+        for (size_t i = 0; i < n; i++) {
                 CHECK(a[i].type == b[i].type);
                 if (a[i].type != EDDY_JSON_MISSING)
                         CHECK(a[i].p == b[i].p && a[i].len == b[i].len &&
                               a[i].escaped == b[i].escaped);
+        }
+}
+
+/* eddy_json_object_nested() of the input, walking every wanted name's object value in the
+ * same pass: eddy_json_object()'s result r, error and values v, and in each object what
+ * eddy_json_object() of its own text finds. */
+static void check_nested(const char *buf, size_t size, int r, const char *err,
+                         const eddy_json_val_t *v)
+{
+        eddy_json_val_t top[FUZZ_N], in[FUZZ_N][FUZZ_N], a[FUZZ_N];
+        eddy_json_nest_t nest[FUZZ_N];
+        char e2[128];
+
+        e2[0] = '\0';
+        for (size_t i = 0; i < FUZZ_N; i++)
+                nest[i] = (eddy_json_nest_t){i, fuzz_names, FUZZ_N, in[i], NULL, NULL, 0, 0};
+        CHECK(eddy_json_object_nested(buf, size, fuzz_names, FUZZ_N, top, nest, FUZZ_N, e2,
+                                      sizeof(e2)) == r);
+        CHECK(strcmp(e2, err) == 0);
+        if (r != 0)
+                return;
+        check_vals(v, top, FUZZ_N);
+        for (size_t i = 0; i < FUZZ_N; i++) {
+                CHECK(nest[i].walked == (v[i].type == EDDY_JSON_OBJECT));
+                if (!nest[i].walked)
+                        continue;
+                int ra = eddy_json_object(v[i].p, v[i].len, fuzz_names, FUZZ_N, a, NULL, 0);
+                CHECK(nest[i].dup == (ra != 0));
+                if (ra == 0)
+                        check_vals(a, in[i], FUZZ_N);
         }
 }
 
@@ -103,6 +129,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         err[0] = '\0';
         r = eddy_json_object(buf, size, fuzz_names, FUZZ_N, v, err, sizeof(err));
+        check_nested(buf, size, r, err, v);
         /* Acceptance does not depend on which names are wanted, except for duplicates. */
         if (eddy_json_object(buf, size, NULL, 0, NULL, NULL, 0) != 0) {
                 CHECK(r != 0);
@@ -131,7 +158,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         /* a member object is a valid document on its own */
                         CHECK(eddy_json_object(v[i].p, v[i].len, NULL, 0, NULL, err, sizeof(err)) ==
                               0);
-                        check_valid_variant(&v[i]);
                         break;
                 case EDDY_JSON_ARRAY:
                         CHECK(v[i].p[0] == '[' && v[i].p[v[i].len - 1] == ']');

@@ -1199,45 +1199,87 @@ static void assert_vals_equal(const eddy_json_val_t *a, const eddy_json_val_t *b
         }
 }
 
-/* eddy_json_object_valid() and eddy_json_members_valid() on the object values the validating
- * walk returns (random documents nested one level down): the same members, spans, escape
- * flags and duplicate refusals as eddy_json_object() and eddy_json_members(). */
-static void test_valid_variants(void **state)
+/* eddy_json_object_nested: on the member objects of 5000 random documents (each wrapped as
+ * {"o": doc, "p": [doc]}), the same members, spans, escape flags and duplicates as
+ * eddy_json_object() and eddy_json_members() of the object's own text, found in one pass;
+ * errors and their offsets as eddy_json_object() of the whole. */
+static void test_nested(void **state)
 {
         rng_t r = {0x5EED0FCAFEULL};
         sbuf_t doc = {0}, outer = {0};
-        static const char *const o_name[] = {"o"};
-        unsigned objects = 0, dups = 0;
+        static const char *const o_names[] = {"o", "p"};
+        unsigned objects = 0, dups = 0, errors = 0;
         for (unsigned i = 0; i < 5000; i++) {
                 gen_doc(&r, &doc);
+                if (i % 3 == 2 && doc.len) { /* one byte changed: mostly an error somewhere */
+                        static const char bytes[] = "\"{}[],:\\ 1e-x\x01\xc3";
+                        doc.b[rnd(&r, (unsigned)doc.len)] = bytes[rnd(&r, sizeof(bytes) - 1)];
+                }
                 outer.len = 0;
                 sb_puts(&outer, "{\"o\":");
                 sb_putn(&outer, doc.b, doc.len);
-                sb_putc(&outer, '}');
-                eddy_json_val_t o;
-                if (eddy_json_object(outer.b, outer.len, o_name, 1, &o, NULL, 0) ||
-                    o.type != EDDY_JSON_OBJECT)
-                        continue;
-                objects++;
-                eddy_json_val_t want[DIFF_N], got[DIFF_N];
-                int rw = eddy_json_object(o.p, o.len, diff_names, DIFF_N, want, NULL, 0);
-                int rg = eddy_json_object_valid(&o, diff_names, DIFF_N, got);
+                sb_puts(&outer, ",\"p\":[");
+                sb_putn(&outer, doc.b, doc.len);
+                sb_puts(&outer, "]}");
+                eddy_json_val_t o[2], got[DIFF_N];
+                char ew[160] = "", eg[160] = "";
+                int rw = eddy_json_object(outer.b, outer.len, o_names, 2, o, ew, sizeof(ew));
+                memlist_t mg = {0};
+                eddy_json_nest_t nest[2] = {{0, diff_names, DIFF_N, got, memlist_add, &mg, 0, 0},
+                                            {1, NULL, 0, NULL, NULL, NULL, 0, 0}};
+                eddy_json_val_t on[2];
+                int rg = eddy_json_object_nested(outer.b, outer.len, o_names, 2, on, nest, 2, eg,
+                                                 sizeof(eg));
                 assert_int_equal(rg, rw);
-                if (rw == 0)
+                assert_string_equal(eg, ew);
+                assert_int_equal(nest[1].walked, 0); /* an array is not walked */
+                if (rw) {
+                        errors++;
+                        continue;
+                }
+                assert_vals_equal(o, on, 2);
+                assert_int_equal(nest[0].walked, o[0].type == EDDY_JSON_OBJECT);
+                if (o[0].type != EDDY_JSON_OBJECT) {
+                        assert_int_equal(mg.n, 0);
+                        continue;
+                }
+                objects++;
+                eddy_json_val_t want[DIFF_N];
+                int rd = eddy_json_object(o[0].p, o[0].len, diff_names, DIFF_N, want, NULL, 0);
+                assert_int_equal(nest[0].dup, rd != 0);
+                if (rd == 0)
                         assert_vals_equal(want, got, DIFF_N);
                 else
                         dups++;
-                memlist_t mw = {0}, mg = {0};
-                assert_int_equal(eddy_json_members(o.p, o.len, memlist_add, &mw, NULL, 0), 0);
-                assert_int_equal(eddy_json_members_valid(&o, memlist_add, &mg), 0);
+                memlist_t mw = {0};
+                assert_int_equal(eddy_json_members(o[0].p, o[0].len, memlist_add, &mw, NULL, 0), 0);
                 assert_int_equal(mg.n, mw.n);
                 assert_vals_equal(mw.v, mg.v, mw.n);
         }
-        eddy_json_val_t s = {EDDY_JSON_STRING, "x", 1, 0};
-        assert_int_equal(eddy_json_object_valid(&s, diff_names, DIFF_N, NULL), -1);
-        print_message("valid variants: %u objects, %u with a wanted name twice\n", objects, dups);
-        assert_true(objects > 3000);
-        assert_true(dups > 10);
+        /* nesting at the limit counts the levels above the nested object */
+        for (int depth = 60; depth <= 66; depth++) {
+                outer.len = 0;
+                sb_puts(&outer, "{\"o\":{\"a\":");
+                for (int k = 2; k < depth; k++)
+                        sb_putc(&outer, '[');
+                for (int k = 2; k < depth; k++)
+                        sb_putc(&outer, ']');
+                sb_puts(&outer, "}}");
+                eddy_json_val_t o[2], got[DIFF_N];
+                char ew[160] = "", eg[160] = "";
+                int rw = eddy_json_object(outer.b, outer.len, o_names, 2, o, ew, sizeof(ew));
+                eddy_json_nest_t nest = {0, diff_names, DIFF_N, got, NULL, NULL, 0, 0};
+                int rg = eddy_json_object_nested(outer.b, outer.len, o_names, 2, o, &nest, 1, eg,
+                                                 sizeof(eg));
+                assert_int_equal(rg, rw);
+                assert_int_equal(rw, depth > EDDY_JSON_MAX_DEPTH ? -1 : 0);
+                assert_string_equal(eg, ew);
+        }
+        print_message("nested: %u objects, %u with a wanted name twice, %u errors\n", objects, dups,
+                      errors);
+        assert_true(objects > 2500);
+        assert_true(dups > 5);
+        assert_true(errors > 500);
         free(doc.b);
         free(outer.b);
 }
@@ -1298,7 +1340,7 @@ int main(void)
             cmocka_unit_test(test_truncation),
             cmocka_unit_test(test_helpers_reject_bad_values),
             cmocka_unit_test(test_differential_jansson),
-            cmocka_unit_test(test_valid_variants),
+            cmocka_unit_test(test_nested),
             cmocka_unit_test(test_quote),
         };
 
