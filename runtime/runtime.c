@@ -986,8 +986,6 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         }
 }
 
-/* Produces the Kafka records of an entry (format @p version) and waits for every delivery;
- * retries the whole list until it is delivered or the job stops. */
 /* Records of an entry per run of one topic, counted while they are produced and added to
  * the metrics once all are delivered. */
 typedef struct outrun_s {
@@ -1009,7 +1007,14 @@ static void outrun_add(outrun_t **runs, size_t *n, size_t *cap, const char *topi
         (*runs)[(*n)++].n = 1;
 }
 
-static int deliver_kafka(eddy_ctx_t *ctx, rd_t *r, int version, uint32_t nrec)
+static int redis_groups(eddy_ctx_t *ctx, rd_t *r, int version, uint32_t ngroups, entry_view_t *v,
+                        int apply);
+
+/* Produces the Kafka records of an entry (format @p version), applies its @p ngroups Redis
+ * groups at @p groups (if any) while they travel, and waits for every delivery; retries the
+ * whole list of records until it is delivered or the job stops. */
+static int deliver_kafka(eddy_ctx_t *ctx, rd_t *r, int version, uint32_t nrec, rd_t *groups,
+                         uint32_t ngroups, entry_view_t *v)
 {
         static const char *const fac[2] = {"OUTPUT", "DLQ"};
         static const char *const what[2] = {"output records", "dead letters"};
@@ -1071,6 +1076,19 @@ static int deliver_kafka(eddy_ctx_t *ctx, rd_t *r, int version, uint32_t nrec)
                 if (r->bad) {
                         free(runs);
                         return -1;
+                }
+                if (groups) {
+                        /* the Redis groups, once, while the records are on their way: the
+                         * broker and Redis work at the same time (cdc-fanout: Redis ~6 s and
+                         * Kafka ~4 s of delivery per 1M changes, one after the other before).
+                         * If Redis fails the entry is delivered again, records included, as
+                         * after a crash: eddy.src names the repeats. */
+                        int rc = redis_groups(ctx, groups, version, ngroups, v, 1);
+                        groups = NULL;
+                        if (rc) {
+                                free(runs);
+                                return rc;
+                        }
                 }
                 rd_kafka_resp_err_t ferr = rd_kafka_flush(ctx->prod, (int)ctx->rt.kafka_timeout_ms);
                 if (ferr == RD_KAFKA_RESP_ERR_NO_ERROR && !fail[0].n && !fail[1].n) {
@@ -1429,6 +1447,56 @@ static int deliver_search(eddy_ctx_t *ctx, rd_t *r, uint32_t n)
         return 0;
 }
 
+/* The Redis groups of an entry (its first section, @p ngroups of them) from r: parsed and, if
+ * @p apply, applied group by group; without, only stepped over (a hash's fields are checked
+ * when it is applied). */
+static int redis_groups(eddy_ctx_t *ctx, rd_t *r, int version, uint32_t ngroups, entry_view_t *v,
+                        int apply)
+{
+        for (uint32_t g = 0; g < ngroups && !r->bad; g++) {
+                int32_t part = (int32_t)rd_n(r, 4);
+                int64_t pos = (int64_t)rd_n(r, 8);
+                int64_t seq = (int64_t)rd_n(r, 8);
+                uint32_t chunk = (uint32_t)rd_n(r, 4);
+                uint32_t nops = (uint32_t)rd_n(r, 4);
+                if (r->bad)
+                        break;
+                if (nops > v->cap) {
+                        v->cap = nops * 2;
+                        v->ops = eddy__xrealloc(v->ops, v->cap * sizeof(*v->ops));
+                }
+                for (uint32_t i = 0; i < nops && !r->bad; i++) {
+                        eddy_redis_op_t *o = &v->ops[i];
+                        o->op = (char)rd_n(r, 1);
+                        o->key = rd_bytes(r, &o->klen);
+                        o->val = NULL;
+                        o->vlen = 0;
+                        eddy_redis_hash_iter_t it;
+                        if (o->op == EDDY_ROP_SET)
+                                o->val = rd_bytes(r, &o->vlen);
+                        else if (o->op == EDDY_ROP_HASH && version >= 3) {
+                                o->val = rd_bytes(r, &o->vlen);
+                                if (apply && !r->bad && eddy_redis_hash_open(&it, o->val, o->vlen))
+                                        return -1;
+                        } else if (o->op != EDDY_ROP_DEL)
+                                return -1;
+                }
+                if (r->bad)
+                        break;
+                if (chunk == 0)
+                        return -1;
+                if (!apply)
+                        continue;
+                int rc = ctx->apply(ctx->apply_opaque, part, pos, seq, chunk, v->ops, nops);
+                if (rc == EDDY_ERR_REDIS) /* read by src_collect() on the server's thread */
+                        __atomic_fetch_add(&ctx->redis_refused, 1, __ATOMIC_RELAXED);
+                if (rc)
+                        return rc;
+                eddy_metrics_add(ctx->metrics, EDDY_M_REDIS_OPS, nops);
+        }
+        return r->bad ? -1 : 0;
+}
+
 static int deliver(eddy_ctx_t *ctx, const void *e, size_t len, entry_view_t *v)
 {
         rd_t r = {e, (const unsigned char *)e + len, 0};
@@ -1438,53 +1506,19 @@ static int deliver(eddy_ctx_t *ctx, const void *e, size_t len, entry_view_t *v)
         if (version < 2 || version > 5)
                 return -1;
         uint32_t ngroups = (uint32_t)rd_n(&r, 4);
-        for (uint32_t g = 0; g < ngroups && !r.bad; g++) {
-                int32_t part = (int32_t)rd_n(&r, 4);
-                int64_t pos = (int64_t)rd_n(&r, 8);
-                int64_t seq = (int64_t)rd_n(&r, 8);
-                uint32_t chunk = (uint32_t)rd_n(&r, 4);
-                uint32_t nops = (uint32_t)rd_n(&r, 4);
-                if (r.bad)
-                        break;
-                if (nops > v->cap) {
-                        v->cap = nops * 2;
-                        v->ops = eddy__xrealloc(v->ops, v->cap * sizeof(*v->ops));
-                }
-                for (uint32_t i = 0; i < nops && !r.bad; i++) {
-                        eddy_redis_op_t *o = &v->ops[i];
-                        o->op = (char)rd_n(&r, 1);
-                        o->key = rd_bytes(&r, &o->klen);
-                        o->val = NULL;
-                        o->vlen = 0;
-                        eddy_redis_hash_iter_t it;
-                        if (o->op == EDDY_ROP_SET)
-                                o->val = rd_bytes(&r, &o->vlen);
-                        else if (o->op == EDDY_ROP_HASH && version >= 3) {
-                                o->val = rd_bytes(&r, &o->vlen);
-                                if (!r.bad && eddy_redis_hash_open(&it, o->val, o->vlen))
-                                        return -1;
-                        } else if (o->op != EDDY_ROP_DEL)
-                                return -1;
-                }
-                if (r.bad)
-                        break;
-                if (chunk == 0)
-                        return -1;
-                int rc = ctx->apply(ctx->apply_opaque, part, pos, seq, chunk, v->ops, nops);
-                if (rc == EDDY_ERR_REDIS) /* read by src_collect() on the server's thread */
-                        __atomic_fetch_add(&ctx->redis_refused, 1, __ATOMIC_RELAXED);
-                if (rc)
-                        return rc;
-                eddy_metrics_add(ctx->metrics, EDDY_M_REDIS_OPS, nops);
-        }
+        rd_t groups = r;
+        if (r.bad || redis_groups(ctx, &r, version, ngroups, v, 0))
+                return -1;
         uint32_t nrec = (uint32_t)rd_n(&r, 4);
         if (r.bad)
                 return -1;
+        /* Redis is applied while the Kafka records travel (deliver_kafka); a test's sinks get
+         * Redis first */
         int rc = 0;
-        if (nrec && !ctx->prod)
+        if (nrec && ctx->prod)
+                rc = deliver_kafka(ctx, &r, version, nrec, &groups, ngroups, v);
+        else if (!(rc = redis_groups(ctx, &groups, version, ngroups, v, 1)) && nrec)
                 rc = deliver_test(ctx, &r, version, nrec);
-        else if (nrec)
-                rc = deliver_kafka(ctx, &r, version, nrec);
         if (rc || version < 4)
                 return rc;
         uint32_t nrows = (uint32_t)rd_n(&r, 4);
