@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -123,6 +124,40 @@ struct eddy_state_s {
 };
 
 static int obx_open(eddy_state_t *st, const char *dir, char *errstr, size_t errstr_size);
+
+/* A zeroed slot table. One of 2 MiB or more is mapped on its own and asks for huge pages
+ * (transparent huge pages in "madvise" mode, Debian's default): a lookup is a random slot, and
+ * with 4 KiB pages each one also missed the TLB; growing the table faulted every page twice
+ * (read, then write). */
+#define SLOTS_HUGE ((size_t)2 << 20)
+
+static slot_t *slots_alloc(size_t nslots)
+{
+        size_t bytes = nslots * sizeof(slot_t);
+        slot_t *t;
+        if (bytes < SLOTS_HUGE) {
+                t = calloc(nslots, sizeof(slot_t));
+        } else {
+                void *m =
+                    mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                t = m == MAP_FAILED ? NULL : m;
+                if (t)
+                        madvise(t, bytes, MADV_HUGEPAGE); /* a hint: refused is fine */
+        }
+        if (!t) {
+                fputs("eddy: out of memory\n", stderr);
+                abort();
+        }
+        return t;
+}
+
+static void slots_free(slot_t *t, size_t nslots)
+{
+        if (nslots * sizeof(slot_t) < SLOTS_HUGE)
+                free(t);
+        else if (t)
+                munmap(t, nslots * sizeof(slot_t));
+}
 
 static uint64_t hash_bytes(const void *p, size_t n)
 {
@@ -313,7 +348,7 @@ eddy_state_t *eddy_state_open(const char *dir, const eddy_state_opts_t *o, char 
         rocksdb_writeoptions_set_memtable_insert_hint_per_batch(st->wopts, 1);
         st->budget = (size_t)o->cache_mb << 20;
         st->nslots = 1024;
-        st->slots = calloc(st->nslots, sizeof(*st->slots));
+        st->slots = slots_alloc(st->nslots);
 
         /* The outbox sequence continues after the last committed entry. */
         rocksdb_iterator_t *it = rocksdb_create_iterator(st->db, st->ropts);
@@ -339,7 +374,7 @@ void eddy_state_close(eddy_state_t *st)
                 return;
         for (size_t i = 0; st->slots && i < st->nslots; i++)
                 free(st->slots[i].e);
-        free(st->slots);
+        slots_free(st->slots, st->nslots);
         free(st->dirty);
         free(st->dsort);
         free(st->parts);
@@ -394,11 +429,7 @@ static void table_rebuild(eddy_state_t *st, size_t nslots)
 {
         slot_t *old = st->slots;
         size_t oldn = st->nslots;
-        st->slots = calloc(nslots, sizeof(*st->slots));
-        if (!st->slots) {
-                fputs("eddy: out of memory\n", stderr);
-                abort();
-        }
+        st->slots = slots_alloc(nslots);
         st->nslots = nslots;
         st->memo = SIZE_MAX;
         size_t mask = nslots - 1;
@@ -410,7 +441,7 @@ static void table_rebuild(eddy_state_t *st, size_t nslots)
                         j = (j + 1) & mask;
                 st->slots[j] = old[i];
         }
-        free(old);
+        slots_free(old, oldn);
 }
 
 static uint32_t key_partition(const char *k)
