@@ -887,6 +887,44 @@ static void test_outbox_direct(void **state)
         refuse_direct = refuse_direct_open = 0;
 }
 
+/* 300,000 keys: the slot table grows past 2 MiB (mapped on its own, huge pages asked for)
+ * and every key stays readable, before and after a commit, and after a reopen (from RocksDB
+ * into a new table). */
+static void test_cache_large_table(void **state)
+{
+        store_t s;
+        store_init(&s, 256);
+        enum { N = 300000 };
+        for (int i = 0; i < N; i++) {
+                char k[32];
+                int kl = snprintf(k, sizeof(k), "big-%07d", i);
+                eddy__state_put(s.st, i % 4, k, (size_t)kl, &i, sizeof(i));
+        }
+        for (int round = 0; round < 3; round++) {
+                if (round == 1)
+                        store_commit(&s);
+                if (round == 2)
+                        store_reopen(&s);
+                eddy_state_stats_t st;
+                eddy_state_stats(s.st, &st);
+                for (int i = 0; i < N; i++) {
+                        char k[32];
+                        int kl = snprintf(k, sizeof(k), "big-%07d", i);
+                        const void *v;
+                        size_t vl;
+                        int x;
+                        assert_int_equal(eddy__state_get(s.st, i % 4, k, (size_t)kl, &v, &vl), 1);
+                        assert_int_equal(vl, sizeof(x));
+                        memcpy(&x, v, sizeof(x));
+                        if (x != i)
+                                fail_msg("key %s holds %d", k, x);
+                }
+                if (round < 2)
+                        assert_true(st.cache_entries >= N);
+        }
+        store_free(&s);
+}
+
 /* A 1 MiB cache and several MiB of values: every value stays readable and right. */
 static void test_cache_eviction(void **state)
 {
@@ -1335,6 +1373,7 @@ int main(void)
             cmocka_unit_test_teardown(test_outbox_segments_sync, remove_live_dirs),
             cmocka_unit_test_teardown(test_outbox_direct, remove_live_dirs),
             cmocka_unit_test_teardown(test_cache_eviction, remove_live_dirs),
+            cmocka_unit_test_teardown(test_cache_large_table, remove_live_dirs),
             cmocka_unit_test_teardown(test_random_against_model, remove_live_dirs),
             cmocka_unit_test_teardown(test_open_errors, remove_live_dirs),
             cmocka_unit_test_teardown(test_compression, remove_live_dirs),
