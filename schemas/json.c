@@ -1,5 +1,5 @@
-/* json.c: a strict, allocation-free JSON object decoder for the hot path (top-level fields only).
- */
+/* json.c: a strict, allocation-free JSON object decoder for the hot path (top-level fields, and
+ * those of chosen member objects in the same pass). */
 #include "json.h"
 
 #include <errno.h>

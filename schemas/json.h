@@ -1,5 +1,5 @@
-/* json.h: a strict, allocation-free JSON object decoder for the hot path (top-level fields only).
- */
+/* json.h: a strict, allocation-free JSON object decoder for the hot path (top-level fields, and
+ * those of chosen member objects in the same pass). */
 #ifndef EDDY_JSON_H
 #define EDDY_JSON_H
 
