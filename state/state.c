@@ -626,18 +626,55 @@ void eddy__state_del(eddy_state_t *st, int32_t partition, const void *key, size_
 /* CLOCK sweep over clean entries until the cache is at 3/4 of its budget. The hand goes on
  * where the last sweep stopped: sweeping from slot 0 each time would spare the end of the
  * table for ever and let it fill into long probe runs. */
+/* Empties slot i and moves the entries after it in its cluster back where their probe needs
+ * them (Knuth's Algorithm R): every entry stays reachable from its home slot, in place. */
+static void slot_delete(eddy_state_t *st, size_t i)
+{
+        size_t mask = st->nslots - 1, j = i;
+        st->slots[i].e = NULL;
+        for (;;) {
+                j = (j + 1) & mask;
+                if (!st->slots[j].e)
+                        break;
+                size_t k = st->slots[j].hash & mask;
+                if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
+                        continue; /* its home is after the hole: it stays */
+                st->slots[i] = st->slots[j];
+                st->slots[j].e = NULL;
+                i = j;
+        }
+        st->memo = SIZE_MAX;
+}
+
+int eddy__state_check(const eddy_state_t *st)
+{
+        size_t mask = st->nslots - 1, n = 0;
+        for (size_t p = 0; p < st->nslots; p++) {
+                if (!st->slots[p].e)
+                        continue;
+                n++;
+                for (size_t h = st->slots[p].hash & mask; h != p; h = (h + 1) & mask)
+                        if (!st->slots[h].e)
+                                return -1;
+        }
+        return n == st->nents ? 0 : -1;
+}
+
 static void cache_evict(eddy_state_t *st)
 {
         if (st->bytes <= st->budget)
                 return;
         size_t target = st->budget / 4 * 3;
         size_t n = st->nslots, i = st->hand % n;
-        for (size_t seen = 0; seen < 2 * n && st->bytes > target; seen++, i = (i + 1) % n) {
+        for (size_t seen = 0; seen < 2 * n && st->bytes > target; seen++) {
                 ent_t *e = st->slots[i].e;
-                if (!e || (e->flags & ENT_DIRTY))
+                if (!e || (e->flags & ENT_DIRTY)) {
+                        i = (i + 1) % n;
                         continue;
+                }
                 if (e->flags & ENT_REF) {
                         e->flags &= ~ENT_REF;
+                        i = (i + 1) % n;
                         continue;
                 }
                 if ((e->flags & ENT_PRESENT) && e->klen >= 5 && e->buf[0] == EDDY_NS_STATE)
@@ -646,10 +683,9 @@ static void cache_evict(eddy_state_t *st)
                 st->nents--;
                 st->stats.evictions++;
                 free(e);
-                st->slots[i].e = NULL;
+                slot_delete(st, i); /* slot i may now hold a later entry: looked at next */
         }
         st->hand = i;
-        table_rebuild(st, st->nslots); /* re-probe around the holes */
 }
 
 /* ---- meta keys ---- */

@@ -39,6 +39,8 @@ void eddy__state_put(eddy_state_t *st, int32_t partition, const void *key, size_
 void eddy__state_del(eddy_state_t *st, int32_t partition, const void *key, size_t klen);
 int eddy__state_scan(eddy_state_t *st, int32_t partition, const void *prefix, size_t plen,
                      int (*cb)(void *, const void *, size_t, const void *, size_t), void *opaque);
+/* Tests: 0 if every cached entry is reachable from its home slot and the count is right. */
+int eddy__state_check(const eddy_state_t *st);
 
 /* Input positions: the next offset to read of topic/partition. */
 /** @returns 1 and *next if stored, 0 if not, -1 on error. Reads committed state. */

@@ -921,7 +921,64 @@ static void test_cache_large_table(void **state)
                 }
                 if (round < 2)
                         assert_true(st.cache_entries >= N);
+                assert_int_equal(eddy__state_check(s.st), 0);
         }
+        store_free(&s);
+}
+
+/* Evictions delete entries in place (each cluster shifted back): over random updates,
+ * reads and commits with a 1 MiB cache, every cached entry stays reachable from its home slot,
+ * and every key reads its last value. */
+static void test_cache_evict_in_place(void **state)
+{
+        store_t s;
+        store_init(&s, 1);
+        enum { N = 40000, ROUNDS = 12 };
+        int *model = calloc(N, sizeof(int));
+        assert_non_null(model);
+        uint64_t x = 0x9E3779B97F4A7C15ULL;
+        int64_t evictions = 0;
+        for (int round = 0; round < ROUNDS; round++) {
+                for (int u = 0; u < N; u++) {
+                        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                        int i = (int)(x % N);
+                        char k[32], v[64];
+                        int kl = snprintf(k, sizeof(k), "ev-%06d", i);
+                        model[i] = round * N + u + 1;
+                        memset(v, 'a' + i % 26, sizeof(v));
+                        memcpy(v, &model[i], sizeof(int));
+                        eddy__state_put(s.st, i % 5, k, (size_t)kl, v, sizeof(v));
+                        if (u % 7 == 0) { /* reads of other keys pull entries back in */
+                                const void *g;
+                                size_t gl;
+                                int j = (int)((x >> 20) % N);
+                                kl = snprintf(k, sizeof(k), "ev-%06d", j);
+                                int r = eddy__state_get(s.st, j % 5, k, (size_t)kl, &g, &gl);
+                                assert_int_equal(r, model[j] != 0);
+                                if (r)
+                                        assert_memory_equal(g, &model[j], sizeof(int));
+                        }
+                }
+                store_commit(&s);
+                assert_int_equal(eddy__state_check(s.st), 0);
+                for (int i = 0; i < N; i += 3) {
+                        char k[32];
+                        int kl = snprintf(k, sizeof(k), "ev-%06d", i);
+                        const void *g;
+                        size_t gl;
+                        int r = eddy__state_get(s.st, i % 5, k, (size_t)kl, &g, &gl);
+                        assert_int_equal(r, model[i] != 0);
+                        if (r)
+                                assert_memory_equal(g, &model[i], sizeof(int));
+                }
+                assert_int_equal(eddy__state_check(s.st), 0);
+                eddy_state_stats_t st;
+                eddy_state_stats(s.st, &st);
+                evictions = st.evictions;
+        }
+        print_message("evict in place: %" PRId64 " evictions\n", evictions);
+        assert_true(evictions > 100000);
+        free(model);
         store_free(&s);
 }
 
@@ -945,6 +1002,7 @@ static void test_cache_eviction(void **state)
                         total += vl;
                 }
                 store_commit(&s);
+                assert_int_equal(eddy__state_check(s.st), 0);
                 eddy_state_stats_t st;
                 eddy_state_stats(s.st, &st);
                 assert_true(total > (size_t)(round + 1) << 20);
@@ -1374,6 +1432,7 @@ int main(void)
             cmocka_unit_test_teardown(test_outbox_direct, remove_live_dirs),
             cmocka_unit_test_teardown(test_cache_eviction, remove_live_dirs),
             cmocka_unit_test_teardown(test_cache_large_table, remove_live_dirs),
+            cmocka_unit_test_teardown(test_cache_evict_in_place, remove_live_dirs),
             cmocka_unit_test_teardown(test_random_against_model, remove_live_dirs),
             cmocka_unit_test_teardown(test_open_errors, remove_live_dirs),
             cmocka_unit_test_teardown(test_compression, remove_live_dirs),
