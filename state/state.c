@@ -623,9 +623,6 @@ void eddy__state_del(eddy_state_t *st, int32_t partition, const void *key, size_
         mark_dirty(st, e);
 }
 
-/* CLOCK sweep over clean entries until the cache is at 3/4 of its budget. The hand goes on
- * where the last sweep stopped: sweeping from slot 0 each time would spare the end of the
- * table for ever and let it fill into long probe runs. */
 /* Empties slot i and moves the entries after it in its cluster back where their probe needs
  * them (Knuth's Algorithm R): every entry stays reachable from its home slot, in place. */
 static void slot_delete(eddy_state_t *st, size_t i)
@@ -660,6 +657,9 @@ int eddy__state_check(const eddy_state_t *st)
         return n == st->nents ? 0 : -1;
 }
 
+/* CLOCK sweep over clean entries until the cache is at 3/4 of its budget. The hand goes on
+ * where the last sweep stopped: sweeping from slot 0 each time would spare the end of the
+ * table for ever and let it fill into long probe runs. */
 static void cache_evict(eddy_state_t *st)
 {
         if (st->bytes <= st->budget)
