@@ -872,6 +872,17 @@ enum { E_SCHEMA, E_PAYLOAD, E_BEFORE, E_AFTER, E_OP, E_SOURCE, E_TS, NENV };
 static const char *const env_names[NENV] = {"schema", "payload", "before", "after",
                                             "op",     "source",  "ts_ms"};
 
+/* One walk of an envelope object: its members into e, the after-image's columns (nest[0])
+ * into c->cols afresh, source's fields (nest[1]). */
+static int envelope_walk(cdc_t *c, const char *buf, size_t len, eddy_json_val_t *e,
+                         eddy_json_nest_t *nest, char *err, size_t errsize)
+{
+        c->ncols = 0;
+        c->names.len = 0;
+        c->bad_after = 0;
+        return eddy_json_object_nested(buf, len, env_names, NENV, e, nest, 2, err, errsize);
+}
+
 static int cdc_process(void *self, eddy_ctx_t *ctx, const eddy_msg_t *msg)
 {
         cdc_t *c = self;
@@ -885,11 +896,7 @@ static int cdc_process(void *self, eddy_ctx_t *ctx, const eddy_msg_t *msg)
          * the pass that validates the envelope */
         eddy_json_nest_t nest[2] = {{E_AFTER, NULL, 0, NULL, after_member, c, 0, 0},
                                     {E_SOURCE, src_names, NSRC, sf, NULL, NULL, 0, 0}};
-        c->ncols = 0;
-        c->names.len = 0;
-        c->bad_after = 0;
-        if (eddy_json_object_nested(msg->value, msg->value_len, env_names, NENV, e, nest, 2, err,
-                                    sizeof(err)))
+        if (envelope_walk(c, msg->value, msg->value_len, e, nest, err, sizeof(err)))
                 return eddy_reject(ctx, "json", "%s", err);
         if (e[E_SCHEMA].type != EDDY_JSON_MISSING && e[E_OP].type == EDDY_JSON_MISSING) {
                 /* the JsonConverter's {"schema": ..., "payload": ...} wrapper */
@@ -902,10 +909,7 @@ static int cdc_process(void *self, eddy_ctx_t *ctx, const eddy_msg_t *msg)
                                            "payload: expected the change event object");
                 const char *pl = e[E_PAYLOAD].p;
                 size_t pll = e[E_PAYLOAD].len;
-                c->ncols = 0;
-                c->names.len = 0;
-                c->bad_after = 0;
-                if (eddy_json_object_nested(pl, pll, env_names, NENV, e, nest, 2, err, sizeof(err)))
+                if (envelope_walk(c, pl, pll, e, nest, err, sizeof(err)))
                         return eddy_reject(ctx, "envelope", "payload: %s", err);
         }
         if (e[E_OP].type == EDDY_JSON_MISSING || e[E_OP].type == EDDY_JSON_NULL)
